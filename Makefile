@@ -1,0 +1,25 @@
+# Two commands do all setup on a fresh machine:
+#   make demo   a full purchase between Things on this machine
+#   make test   the whole test suite, under CPython and MicroPython
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv clean
+
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest host_tests $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check --quiet -r requirements.txt
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) firmware/build .pytest_cache .hypothesis

@@ -1,0 +1,159 @@
+"""Consumer (HCE) protocol core: one purchase from one producer, step by step.
+
+Theory of operation: a Purchase builds each request from what the previous
+response said and checks every response before the next step:
+
+    services -> prices -> total_request / check_total
+             -> (card to gateway token, outside this module)
+             -> payment_request / check_payment
+             -> begin_request / check_begin -> end_request / check_end (repeat)
+
+Checks: the producer's serverID never changes; the service and price exist;
+the units offered are at least one and no more than asked; the total is
+exactly units x price per unit of the price the producer names; the total
+paid is the total quoted; delivery answers echo our token and never report
+more units than were asked for or are left. A failed check raises PeerError
+naming the field. Never does I/O and never sees the card number.
+"""
+from wpwithin import wire
+from wpwithin.errors import PeerError, ProtocolError
+
+
+def _decode(parse, obj, what):
+    try:
+        return parse(obj)
+    except ProtocolError as exc:
+        raise PeerError("producer's %s: %s" % (what, exc.message))
+
+
+class Purchase:
+    def __init__(self, client_id, service_id, price_id, units):
+        self.client_id = client_id
+        self.service_id = service_id
+        self.price_id = price_id
+        self.units = units
+        self.server_id = None
+        self.prices = {}
+        self.total = None  # the checked total price response
+        self.token = None  # the delivery token, once paid
+        self.remaining = 0  # units left on the token
+        self.in_flight = 0
+
+    def _server(self, message, what):
+        if self.server_id is None:
+            self.server_id = message["serverID"]
+        elif message["serverID"] != self.server_id:
+            raise PeerError("producer's %s: serverID changed from %s to %s"
+                            % (what, self.server_id, message["serverID"]))
+
+    def _client(self, message, what):
+        if message["clientID"] != self.client_id:
+            raise PeerError("producer's %s: clientID is not ours" % what)
+
+    # --- discover and select -----------------------------------------------------
+
+    def check_services(self, obj):
+        msg = _decode(wire.parse_service_list, obj, "service list")
+        self._server(msg, "service list")
+        for entry in msg["services"]:
+            if entry["ServiceID"] == self.service_id:
+                return entry
+        raise PeerError("producer does not offer service %d" % self.service_id)
+
+    def check_prices(self, obj):
+        msg = _decode(wire.parse_price_list, obj, "price list")
+        self._server(msg, "price list")
+        self.prices = {}
+        for entry in msg["prices"]:
+            self.prices[entry["priceID"]] = entry
+        if self.price_id not in self.prices:
+            raise PeerError("producer has no price %d for service %d" % (self.price_id, self.service_id))
+        return msg["prices"]
+
+    def total_request(self):
+        return wire.total_request(self.client_id, self.units, self.price_id)
+
+    def check_total(self, obj):
+        msg = _decode(wire.parse_total_response, obj, "total price response")
+        self._server(msg, "total price response")
+        self._client(msg, "total price response")
+        price = self.prices.get(msg["priceID"]) if self.prices else None
+        selected = self.prices.get(self.price_id)
+        if price is None:
+            raise PeerError("producer's total price response: priceID %d is not in its price list" % msg["priceID"])
+        if selected is not None and price["unitID"] != selected["unitID"]:
+            raise PeerError("producer's total price response: priceID %d sells another unit" % msg["priceID"])
+        units = msg["unitsToSupply"]
+        if units > self.units:
+            raise PeerError("producer's total price response: unitsToSupply %d is more than the %d asked for"
+                            % (units, self.units))
+        per_unit = price["pricePerUnit"]
+        if msg["totalPrice"] != units * per_unit["amount"]:
+            raise PeerError("producer's total price response: totalPrice %d is not %d units x %d"
+                            % (msg["totalPrice"], units, per_unit["amount"]))
+        if msg["currencyCode"] != per_unit["currencyCode"]:
+            raise PeerError("producer's total price response: currencyCode %s is not the price's %s"
+                            % (msg["currencyCode"], per_unit["currencyCode"]))
+        self.total = msg
+        return msg
+
+    # --- pay -----------------------------------------------------------------------------
+
+    def payment_request(self, client_token):
+        if self.total is None:
+            raise ValueError("request a total before paying")
+        return wire.payment_request(self.client_id, client_token, self.total["paymentReferenceID"])
+
+    def check_payment(self, obj):
+        msg = _decode(wire.parse_payment_response, obj, "payment response")
+        self._server(msg, "payment response")
+        self._client(msg, "payment response")
+        if msg["totalPaid"] != self.total["totalPrice"]:
+            raise PeerError("producer's payment response: totalPaid %d is not the quoted %d"
+                            % (msg["totalPaid"], self.total["totalPrice"]))
+        self.token = msg["serviceDeliveryToken"]
+        self.remaining = self.total["unitsToSupply"]
+        return msg
+
+    # --- release ----------------------------------------------------------------------
+
+    def begin_request(self, units):
+        if self.token is None:
+            raise ValueError("pay before asking for delivery")
+        if units < 1 or units > self.remaining:
+            raise ValueError("can begin delivery of 1 to %d units, not %d" % (self.remaining, units))
+        return wire.begin_request(self.client_id, self.token, units)
+
+    def check_begin(self, obj, units):
+        msg = _decode(wire.parse_begin_response, obj, "delivery begin response")
+        self._server(msg, "delivery begin response")
+        self._client(msg, "delivery begin response")
+        self._same_token(msg, "delivery begin response")
+        if msg["unitsToSupply"] > units:
+            raise PeerError("producer's delivery begin response: unitsToSupply %d is more than the %d asked for"
+                            % (msg["unitsToSupply"], units))
+        self.in_flight = msg["unitsToSupply"]
+        return msg
+
+    def end_request(self, units_received):
+        return wire.end_request(self.client_id, self.token, units_received)
+
+    def check_end(self, obj):
+        msg = _decode(wire.parse_end_response, obj, "delivery end response")
+        self._server(msg, "delivery end response")
+        self._client(msg, "delivery end response")
+        self._same_token(msg, "delivery end response")
+        just = msg["unitsJustSupplied"]
+        if just > self.in_flight:
+            raise PeerError("producer's delivery end response: unitsJustSupplied %d is more than the %d in flight"
+                            % (just, self.in_flight))
+        if msg["unitsRemaining"] != self.remaining - just:
+            raise PeerError("producer's delivery end response: unitsRemaining %d is not %d - %d"
+                            % (msg["unitsRemaining"], self.remaining, just))
+        self.remaining -= just
+        self.in_flight = 0
+        return msg
+
+    def _same_token(self, msg, what):
+        if msg["serviceDeliveryToken"]["key"] != self.token["key"]:
+            raise PeerError("producer's %s: serviceDeliveryToken is not ours" % what)

@@ -1,0 +1,98 @@
+"""Service delivery tokens: issue and verify, signed with HMAC-SHA256.
+
+A token proves that a client paid for units of one service on one producer.
+Its key is 128 random bits (the caller passes os.urandom bytes in); its
+signature is HMAC-SHA256, under a per-device secret, over the key, server,
+client, service, units and expiry. Verification recomputes the signature
+from what the producer recorded and compares in constant time, so a token
+cannot be forged, altered, moved to another client, service or producer,
+or used after it expires. Never reads the clock or the RNG itself, and
+never logs or returns the secret.
+"""
+import hashlib
+from binascii import a2b_base64, b2a_base64, hexlify
+
+from wpwithin import rfc3339, wire
+from wpwithin.errors import BAD_REQUEST, GONE, ProtocolError
+
+KEY_BYTES = 16
+_BLOCK = 64
+
+
+def hmac_sha256(secret, message):
+    """HMAC (RFC 2104) over SHA-256; stock MicroPython firmware has no hmac module."""
+    if len(secret) > _BLOCK:
+        secret = hashlib.sha256(secret).digest()
+    padded = bytearray(_BLOCK)
+    padded[:len(secret)] = secret
+    inner_pad = bytearray(_BLOCK)
+    outer_pad = bytearray(_BLOCK)
+    for i in range(_BLOCK):
+        inner_pad[i] = padded[i] ^ 0x36
+        outer_pad[i] = padded[i] ^ 0x5C
+    inner = hashlib.sha256(inner_pad)
+    inner.update(message)
+    outer = hashlib.sha256(outer_pad)
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def equal(a, b):
+    """Compare two byte strings in time that depends only on their length."""
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+def _payload(key, server_id, client_id, service_id, units, expiry):
+    # Length-prefixed fields: no choice of values can make two payloads equal.
+    parts = (key, server_id, client_id, str(service_id), str(units), expiry)
+    return "".join("%d:%s;" % (len(p), p) for p in parts).encode()
+
+
+def sign(secret, key, server_id, client_id, service_id, units, expiry):
+    """The token signature (bytes) over the fields it binds."""
+    return hmac_sha256(secret, _payload(key, server_id, client_id, service_id, units, expiry))
+
+
+def new_key(random_bytes):
+    """Token key text from KEY_BYTES random bytes."""
+    if len(random_bytes) != KEY_BYTES:
+        raise ValueError("a token key needs %d random bytes" % KEY_BYTES)
+    return hexlify(random_bytes).decode()
+
+
+def issue(secret, key, server_id, client_id, service_id, units, issued, expiry, refund_on_expiry):
+    """A signed token dict in the wire shape; issued and expiry are Unix seconds."""
+    expiry_text = rfc3339.format_time(expiry)
+    signature = sign(secret, key, server_id, client_id, service_id, units, expiry_text)
+    return wire.delivery_token(
+        key, rfc3339.format_time(issued), expiry_text, refund_on_expiry,
+        b2a_base64(signature).decode().strip(),
+    )
+
+
+def verify(secret, token, server_id, client_id, service_id, units, expiry, now):
+    """Check a presented token against what the producer recorded for its key.
+
+    All fields but `token` and `now` are the recorded ones (expiry in Unix
+    seconds; `now` None skips the expiry check); the caller has already matched the request's client and
+    service against them. Raises ProtocolError saying which check failed.
+    """
+    signature = token["signature"]
+    if not signature:
+        raise ProtocolError(BAD_REQUEST, "delivery token is not signed")
+    try:
+        presented = a2b_base64(signature)
+    except ValueError:
+        raise ProtocolError(BAD_REQUEST, "delivery token signature is not base64")
+    expected = sign(secret, token["key"], server_id, client_id, service_id, units, token["expiry"])
+    if not equal(presented, expected):
+        raise ProtocolError(BAD_REQUEST, "delivery token signature is invalid")
+    if rfc3339.parse_time(token["expiry"], "token expiry") != expiry:
+        raise ProtocolError(BAD_REQUEST, "delivery token expiry was altered")
+    if now is not None and now >= expiry:
+        raise ProtocolError(GONE, "delivery token expired at %s" % token["expiry"])

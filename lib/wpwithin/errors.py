@@ -1,0 +1,35 @@
+"""Typed errors of the protocol core.
+
+ProtocolError carries the HTTP status the producer answers with and a
+message naming the bad field. PeerError is raised on the consumer side when
+a producer's or gateway's answer breaks the protocol. Never holds secrets.
+"""
+from wpwithin.compat import const
+
+BAD_REQUEST = const(400)
+PAYMENT_DECLINED = const(402)
+NOT_FOUND = const(404)
+METHOD_NOT_ALLOWED = const(405)
+CONFLICT = const(409)
+GONE = const(410)
+LENGTH_REQUIRED = const(411)
+PAYLOAD_TOO_LARGE = const(413)
+UNPROCESSABLE = const(422)
+HEADERS_TOO_LARGE = const(431)
+INTERNAL = const(500)
+BAD_GATEWAY = const(502)
+UNAVAILABLE = const(503)
+GATEWAY_TIMEOUT = const(504)
+
+
+class ProtocolError(Exception):
+    """A request the producer refuses: `status` is its HTTP status, `message` says why."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class PeerError(Exception):
+    """A response from a producer or gateway that breaks the protocol."""

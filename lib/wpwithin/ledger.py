@@ -1,0 +1,290 @@
+"""The producer's ledger of orders and deliveries: a state machine over records.
+
+Theory of operation
+-------------------
+Every order is keyed by its paymentReferenceID (ref) and moves through
+
+    QUOTED --start_payment--> PAYING --charged--> PAID --begin/end...--> (dropped)
+       ^                        |
+       +------failed------------+        (a definite failure: nothing was charged)
+
+Each change is a small record, a JSON-ready list whose first item says what
+happened:
+
+    ["q", ref, client, service, price, units, total, currency, at]  quoted
+    ["p", ref, at]                            payment attempt started
+    ["c", ref, order_code, key, issued, expiry, refund_on_expiry]  charged
+    ["f", ref, reason]                        failed, nothing charged
+    ["b", key, units]                         delivery began: units in flight
+    ["e", key, units]                         delivery ended: units supplied
+    ["r", ref, amount]                        unused units refunded
+    ["x", ref]                                order dropped (expired or done)
+
+Public methods decide, build the record, apply it and return it; apply() is
+the only code that changes state, and replay() feeds stored records through
+it, so replaying a journal rebuilds the same ledger. The shell must store
+"p" before it asks the gateway to charge, so an order found PAYING after a
+reset is resolved with the gateway (unresolved()) and never charged twice.
+
+Invariants: delivered + in_flight <= units for every paid order; only a
+QUOTED order can be charged; a PAID order answers a retried payment with
+its earlier result. Never does I/O; times are Unix seconds passed in.
+"""
+from wpwithin.compat import const
+from wpwithin.errors import BAD_REQUEST, CONFLICT, GONE, NOT_FOUND, UNAVAILABLE, ProtocolError
+
+QUOTED = const(0)
+PAYING = const(1)
+PAID = const(2)
+
+# What a payment request should lead to.
+CHARGE = const(0)  # ask the gateway to charge (after storing the "p" record)
+ANSWER = const(1)  # already paid: answer with the earlier result, charge nothing
+
+
+class Order:
+    def __init__(self, ref, client_id, service_id, price_id, units, total, currency, quoted_at):
+        self.ref = ref
+        self.client_id = client_id
+        self.service_id = service_id
+        self.price_id = price_id
+        self.units = units
+        self.total = total
+        self.currency = currency
+        self.quoted_at = quoted_at
+        self.state = QUOTED
+        self.paying_since = 0
+        self.failure = ""
+        self.order_code = ""
+        self.key = ""
+        self.issued = 0
+        self.expiry = 0
+        self.refund_on_expiry = False
+        self.delivered = 0
+        self.in_flight = 0
+        self.refunded = 0
+
+    def remaining(self):
+        return self.units - self.delivered
+
+    def snapshot(self):
+        """Every field, for comparing two ledgers."""
+        return (
+            self.ref, self.client_id, self.service_id, self.price_id, self.units, self.total,
+            self.currency, self.quoted_at, self.state, self.paying_since, self.failure,
+            self.order_code, self.key, self.issued, self.expiry, self.refund_on_expiry,
+            self.delivered, self.in_flight, self.refunded,
+        )
+
+
+class Ledger:
+    def __init__(self, max_orders=64, quote_ttl=600):
+        self.max_orders = max_orders
+        self.quote_ttl = quote_ttl
+        self.orders = {}  # ref -> Order
+        self.by_key = {}  # token key -> Order
+        self.sold = {}  # service id -> units sold and not refunded
+
+    # --- state changes: the only place state is written -------------------
+
+    def apply(self, record):
+        """Apply one record (live or replayed). Unknown or inconsistent records raise ValueError."""
+        kind = record[0]
+        if kind == "q":
+            _, ref, client, service, price, units, total, currency, at = record
+            self.orders[ref] = Order(ref, client, service, price, units, total, currency, at)
+            return
+        if kind in ("b", "e"):
+            order = self.by_key.get(record[1])
+            if order is None or order.state != PAID:
+                raise ValueError("record for unknown token")
+            if kind == "b":
+                order.in_flight = record[2]
+            else:
+                order.delivered += record[2]
+                order.in_flight = 0
+            return
+        order = self.orders.get(record[1])
+        if order is None:
+            raise ValueError("record for unknown order")
+        if kind == "p":
+            order.state = PAYING
+            order.paying_since = record[2]
+        elif kind == "c":
+            _, _, order.order_code, order.key, order.issued, order.expiry, order.refund_on_expiry = record
+            order.state = PAID
+            self.by_key[order.key] = order
+            self.sold[order.service_id] = self.sold.get(order.service_id, 0) + order.units
+        elif kind == "f":
+            order.state = QUOTED
+            order.failure = record[2]
+        elif kind == "r":
+            order.refunded += record[2]
+            unused = order.units - order.delivered - order.in_flight
+            self.sold[order.service_id] = self.sold.get(order.service_id, 0) - unused
+        elif kind == "x":
+            del self.orders[order.ref]
+            if order.key:
+                del self.by_key[order.key]
+        else:
+            raise ValueError("unknown record kind %r" % kind)
+
+    def _do(self, record):
+        self.apply(record)
+        return record
+
+    @classmethod
+    def replay(cls, records, **settings):
+        ledger = cls(**settings)
+        for record in records:
+            ledger.apply(record)
+        return ledger
+
+    def snapshot(self):
+        return (
+            sorted(o.snapshot() for o in self.orders.values()),
+            sorted(self.sold.items()),
+        )
+
+    def records(self):
+        """Records that rebuild the current state (what compaction writes)."""
+        out = []
+        for ref in sorted(self.orders):
+            o = self.orders[ref]
+            out.append(["q", o.ref, o.client_id, o.service_id, o.price_id, o.units, o.total,
+                        o.currency, o.quoted_at])
+            if o.failure:
+                out.append(["p", o.ref, o.paying_since])
+                out.append(["f", o.ref, o.failure])
+            if o.state != QUOTED:
+                out.append(["p", o.ref, o.paying_since])
+            if o.state == PAID:
+                out.append(["c", o.ref, o.order_code, o.key, o.issued, o.expiry, o.refund_on_expiry])
+                if o.refunded:
+                    out.append(["r", o.ref, o.refunded])
+                if o.delivered:
+                    out.append(["b", o.key, o.delivered])
+                    out.append(["e", o.key, o.delivered])
+                if o.in_flight:
+                    out.append(["b", o.key, o.in_flight])
+        return out
+
+    # --- select --------------------------------------------------------------
+
+    def quote(self, ref, client_id, service_id, price_id, units, total, currency, now):
+        """Record a quote; returns the records (drops of stale quotes first, if full)."""
+        if ref in self.orders:
+            raise ProtocolError(CONFLICT, "payment reference already in use")
+        out = []
+        if len(self.orders) >= self.max_orders:
+            out.extend(self._make_room(now))
+        out.append(self._do(["q", ref, client_id, service_id, price_id, units, total, currency, now]))
+        return out
+
+    def _make_room(self, now):
+        # Oldest unpaid quotes go first; paid orders are never dropped to make room.
+        quotes = [o for o in self.orders.values() if o.state == QUOTED]
+        if not quotes:
+            raise ProtocolError(UNAVAILABLE, "too many open orders; try again later")
+        oldest = quotes[0]
+        for o in quotes:
+            if o.quoted_at < oldest.quoted_at:
+                oldest = o
+        return [self._do(["x", oldest.ref])]
+
+    # --- pay ------------------------------------------------------------------
+
+    def order(self, ref, client_id):
+        order = self.orders.get(ref)
+        if order is None:
+            raise ProtocolError(NOT_FOUND, "Unable to find order for payment ref %s" % ref)
+        if order.client_id != client_id:
+            raise ProtocolError(BAD_REQUEST, "Client ID does not match Order Client ID")
+        return order
+
+    def payment_step(self, ref, client_id, now):
+        """CHARGE or ANSWER for a payment request; refusals raise ProtocolError."""
+        order = self.order(ref, client_id)
+        if order.state == PAID:
+            return ANSWER
+        if order.state == PAYING:
+            raise ProtocolError(CONFLICT, "payment for this reference is in progress; retry shortly")
+        if now >= order.quoted_at + self.quote_ttl:
+            raise ProtocolError(GONE, "the total price quote has expired; request a new total")
+        return CHARGE
+
+    def start_payment(self, ref, now):
+        order = self.orders[ref]
+        if order.state != QUOTED:
+            raise ValueError("only a quoted order can be charged")
+        return self._do(["p", ref, now])
+
+    def charged(self, ref, order_code, key, issued, expiry, refund_on_expiry):
+        order = self.orders[ref]
+        if order.state != PAYING:
+            raise ValueError("only an order being paid can be charged")
+        return self._do(["c", ref, order_code, key, issued, expiry, refund_on_expiry])
+
+    def failed(self, ref, reason):
+        if self.orders[ref].state != PAYING:
+            raise ValueError("only an order being paid can fail")
+        return self._do(["f", ref, reason])
+
+    def unresolved(self):
+        """Orders whose charge outcome is unknown (PAYING): ask the gateway."""
+        return [o for o in self.orders.values() if o.state == PAYING]
+
+    # --- release ----------------------------------------------------------------
+
+    def paid_order(self, key, client_id, service_id):
+        """The paid order of a delivery token, checked against the request."""
+        order = self.by_key.get(key)
+        if order is None:
+            raise ProtocolError(BAD_REQUEST, "unknown delivery token")
+        if order.client_id != client_id:
+            raise ProtocolError(BAD_REQUEST, "delivery token was issued to another client")
+        if order.service_id != service_id:
+            raise ProtocolError(
+                BAD_REQUEST, "delivery token is for service %d, not %d" % (order.service_id, service_id))
+        return order
+
+    def begin_delivery(self, order, units, now):
+        """Put `units` in flight; returns the record. More than is left is refused (409)."""
+        if now >= order.expiry:
+            raise ProtocolError(GONE, "delivery token has expired")
+        if order.in_flight:
+            raise ProtocolError(CONFLICT, "a delivery is already in progress on this token; end it first")
+        left = order.remaining()
+        if units > left:
+            raise ProtocolError(
+                CONFLICT, "Requested units (%d) not available for selected order. Units available = %d"
+                % (units, left))
+        return self._do(["b", order.key, units])
+
+    def end_delivery(self, order, units_supplied):
+        """Close the delivery in progress; returns (record, units counted as supplied)."""
+        if not order.in_flight:
+            raise ProtocolError(CONFLICT, "no delivery in progress on this token; begin one first")
+        supplied = units_supplied if units_supplied < order.in_flight else order.in_flight
+        return self._do(["e", order.key, supplied]), supplied
+
+    # --- expiry -----------------------------------------------------------------
+
+    def due(self, now):
+        """Orders past their time: (order, refund owed in minor units), oldest first."""
+        out = []
+        for o in self.orders.values():
+            if o.state == QUOTED and now >= o.quoted_at + self.quote_ttl:
+                out.append((o, 0))
+            elif o.state == PAID and now >= o.expiry and not o.in_flight:
+                owed = 0
+                if o.refund_on_expiry and not o.refunded:
+                    owed = o.remaining() * o.total // o.units
+                out.append((o, owed))
+        return out
+
+    def refunded(self, ref, amount):
+        return self._do(["r", ref, amount])
+
+    def drop(self, ref):
+        return self._do(["x", ref])

@@ -1,0 +1,415 @@
+"""Wire messages between Things: build, decode and validate (DESIGN section 2).
+
+Builders emit exactly the keys the reference Go SDK emits; decoders accept
+keys in any case, as Go's JSON decoder does, and return a dict with the
+exact keys. Every value is type- and range-checked: a bad value raises
+ProtocolError(422) naming the field. Amounts are integers in minor units.
+Never does I/O and never sees card data.
+"""
+import json
+
+from wpwithin.compat import const
+from wpwithin.errors import BAD_REQUEST, UNPROCESSABLE, ProtocolError
+
+# Limits: below 2**30 so numbers stay small ints on a 32-bit MicroPython.
+MAX_UNITS = const(1000000000)
+MAX_AMOUNT = const(1000000000)
+MAX_NUMBER_ID = const(1000000000)
+MAX_ID_LEN = const(64)  # serverID, clientID, paymentReferenceID, token key
+MAX_TEXT_LEN = const(256)  # names and descriptions
+MAX_CLIENT_TOKEN_LEN = const(128)
+MAX_HOST_LEN = const(253)
+MAX_FIELDS = const(32)
+MAX_ITEMS = const(64)  # services in a list, prices in a list
+
+_MISSING = object()
+
+
+# --- JSON text -------------------------------------------------------------
+
+def decode_json(body, where="body"):
+    """Parse a request or response body (bytes) into a JSON value."""
+    try:
+        text = str(body, "utf-8")
+    except UnicodeError:
+        raise ProtocolError(UNPROCESSABLE, "%s is not valid UTF-8" % where)
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ProtocolError(UNPROCESSABLE, "%s is not valid JSON" % where)
+    except RuntimeError:  # CPython: nesting deeper than the recursion limit
+        raise ProtocolError(UNPROCESSABLE, "%s is nested too deeply" % where)
+
+
+def encode_json(message):
+    """Serialise a message for the wire (UTF-8 bytes)."""
+    return json.dumps(message).encode()
+
+
+# --- field access -----------------------------------------------------------
+
+def fields(obj, where="body"):
+    """Index a decoded JSON object by lower-cased key; refuse non-objects and duplicates."""
+    if not isinstance(obj, dict):
+        raise ProtocolError(UNPROCESSABLE, "%s must be a JSON object" % where)
+    if len(obj) > MAX_FIELDS:
+        raise ProtocolError(UNPROCESSABLE, "%s has too many fields" % where)
+    indexed = {}
+    for key in obj:
+        lowered = key.lower()
+        if lowered in indexed:
+            raise ProtocolError(UNPROCESSABLE, "%s has field %s twice" % (where, key))
+        indexed[lowered] = obj[key]
+    return indexed
+
+
+def _get(f, name, default):
+    value = f.get(name.lower(), _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise ProtocolError(UNPROCESSABLE, "missing field %s" % name)
+        return default
+    return value
+
+
+def get_int(f, name, low=0, high=MAX_UNITS, default=_MISSING):
+    """An integer field within [low, high]; bools and floats are refused."""
+    value = _get(f, name, default)
+    if type(value) is not int:
+        raise ProtocolError(UNPROCESSABLE, "field %s must be an integer" % name)
+    if value < low or value > high:
+        raise ProtocolError(UNPROCESSABLE, "field %s must be between %d and %d" % (name, low, high))
+    return value
+
+
+def get_str(f, name, max_len=MAX_ID_LEN, default=_MISSING, allow_empty=False):
+    """A string field of at most max_len characters."""
+    value = _get(f, name, default)
+    if not isinstance(value, str):
+        raise ProtocolError(UNPROCESSABLE, "field %s must be a string" % name)
+    if len(value) > max_len:
+        raise ProtocolError(UNPROCESSABLE, "field %s is longer than %d characters" % (name, max_len))
+    if not value and not allow_empty:
+        raise ProtocolError(UNPROCESSABLE, "field %s must not be empty" % name)
+    return value
+
+
+def get_bool(f, name, default=_MISSING):
+    value = _get(f, name, default)
+    if value is not True and value is not False:
+        raise ProtocolError(UNPROCESSABLE, "field %s must be true or false" % name)
+    return value
+
+
+def get_object(f, name):
+    return fields(_get(f, name, _MISSING), "field " + name)
+
+
+def get_list(f, name):
+    value = _get(f, name, _MISSING)
+    if value is None:  # Go marshals an empty slice it never appended to as null
+        return []
+    if not isinstance(value, list):
+        raise ProtocolError(UNPROCESSABLE, "field %s must be a list" % name)
+    if len(value) > MAX_ITEMS:
+        raise ProtocolError(UNPROCESSABLE, "field %s has more than %d items" % (name, MAX_ITEMS))
+    return value
+
+
+def get_currency(f, name):
+    value = get_str(f, name, 3)
+    if len(value) != 3 or not value.isalpha() or not value.isupper():
+        raise ProtocolError(UNPROCESSABLE, "field %s must be a 3-letter ISO 4217 code" % name)
+    return value
+
+
+def parse_path_id(text, what):
+    """A numeric id from the URL path, as the reference parses it (400 if not a number)."""
+    if not text or len(text) > 10 or not text.isdigit():
+        raise ProtocolError(BAD_REQUEST, "Unable to parse input %s id" % what)
+    value = int(text)
+    if value > MAX_NUMBER_ID:
+        raise ProtocolError(BAD_REQUEST, "Unable to parse input %s id" % what)
+    return value
+
+
+# --- discovery ----------------------------------------------------------------
+
+SCHEMES = ("http://", "https://")
+
+
+def broadcast(server_id, description, hostname, port, url_prefix="", scheme="http://"):
+    return {
+        "deviceDescription": description,
+        "hostname": hostname,
+        "portNumber": port,
+        "serverID": server_id,
+        "urlPrefix": url_prefix,
+        "scheme": scheme,
+    }
+
+
+def parse_broadcast(obj):
+    f = fields(obj, "broadcast")
+    scheme = get_str(f, "scheme", 8, default="http://")
+    if scheme not in SCHEMES:
+        raise ProtocolError(UNPROCESSABLE, "field scheme must be http:// or https://")
+    return broadcast(
+        get_str(f, "serverID"),
+        get_str(f, "deviceDescription", MAX_TEXT_LEN, default="", allow_empty=True),
+        get_str(f, "hostname", MAX_HOST_LEN),
+        get_int(f, "portNumber", 1, 65535),
+        parse_url_prefix(get_str(f, "urlPrefix", MAX_TEXT_LEN, default="", allow_empty=True)),
+        scheme,
+    )
+
+
+def parse_url_prefix(prefix):
+    """A URL prefix is empty or a path like /api/v1 (no dots, no spaces, no query)."""
+    if prefix and (
+        prefix[0] != "/" or prefix.endswith("/") or ".." in prefix or "//" in prefix
+        or " " in prefix or "?" in prefix or "#" in prefix or "%" in prefix
+    ):
+        raise ProtocolError(UNPROCESSABLE, "field urlPrefix must be empty or a path like /api")
+    return prefix
+
+
+# --- service list and price list -------------------------------------------
+
+def service_entry(service_id, name, description):
+    # Capitalised keys: the reference's ServiceDetails has no JSON tags.
+    return {"ServiceID": service_id, "ServiceName": name, "ServiceDescription": description}
+
+
+def service_list(server_id, entries):
+    return {"serverID": server_id, "services": entries}
+
+
+def parse_service_list(obj):
+    f = fields(obj, "service list")
+    entries = []
+    for item in get_list(f, "services"):
+        e = fields(item, "service")
+        entries.append(service_entry(
+            get_int(e, "ServiceID", 0, MAX_NUMBER_ID),
+            get_str(e, "ServiceName", MAX_TEXT_LEN, default="", allow_empty=True),
+            get_str(e, "ServiceDescription", MAX_TEXT_LEN, default="", allow_empty=True),
+        ))
+    return service_list(get_str(f, "serverID"), entries)
+
+
+def price_entry(price_id, description, amount, currency, unit_id, unit_description):
+    return {
+        "priceID": price_id,
+        "priceDescription": description,
+        "pricePerUnit": {"amount": amount, "currencyCode": currency},
+        "unitID": unit_id,
+        "unitDescription": unit_description,
+    }
+
+
+def price_list(server_id, entries):
+    return {"serverID": server_id, "prices": entries}
+
+
+def parse_price_list(obj):
+    f = fields(obj, "price list")
+    entries = []
+    for item in get_list(f, "prices"):
+        p = fields(item, "price")
+        per_unit = get_object(p, "pricePerUnit")
+        entries.append(price_entry(
+            get_int(p, "priceID", 0, MAX_NUMBER_ID),
+            get_str(p, "priceDescription", MAX_TEXT_LEN, default="", allow_empty=True),
+            get_int(per_unit, "amount", 0, MAX_AMOUNT),
+            get_currency(per_unit, "currencyCode"),
+            get_int(p, "unitID", 0, MAX_NUMBER_ID),
+            get_str(p, "unitDescription", MAX_TEXT_LEN, default="", allow_empty=True),
+        ))
+    return price_list(get_str(f, "serverID"), entries)
+
+
+# --- select -------------------------------------------------------------------
+
+def total_request(client_id, units, price_id):
+    return {"clientID": client_id, "selectedNumberOfUnits": units, "selectedPriceID": price_id}
+
+
+def parse_total_request(obj):
+    f = fields(obj)
+    return total_request(
+        get_str(f, "clientID"),
+        get_int(f, "selectedNumberOfUnits", 1, MAX_UNITS),
+        get_int(f, "selectedPriceID", 0, MAX_NUMBER_ID),
+    )
+
+
+def total_response(server_id, client_id, price_id, units, total, currency, reference, merchant_client_key):
+    return {
+        "serverID": server_id,
+        "clientID": client_id,
+        "priceID": price_id,
+        "unitsToSupply": units,
+        "totalPrice": total,
+        "currencyCode": currency,
+        "paymentReferenceID": reference,
+        "merchantClientKey": merchant_client_key,
+    }
+
+
+def parse_total_response(obj):
+    f = fields(obj, "total price response")
+    return total_response(
+        get_str(f, "serverID"),
+        get_str(f, "clientID"),
+        get_int(f, "priceID", 0, MAX_NUMBER_ID),
+        get_int(f, "unitsToSupply", 1, MAX_UNITS),
+        get_int(f, "totalPrice", 0, MAX_AMOUNT),
+        get_currency(f, "currencyCode"),
+        get_str(f, "paymentReferenceID"),
+        get_str(f, "merchantClientKey", MAX_CLIENT_TOKEN_LEN),
+    )
+
+
+# --- pay ----------------------------------------------------------------------
+
+def payment_request(client_id, client_token, reference):
+    return {"clientID": client_id, "clientToken": client_token, "paymentReferenceID": reference}
+
+
+def parse_payment_request(obj):
+    f = fields(obj)
+    return payment_request(
+        get_str(f, "clientID"),
+        get_str(f, "clientToken", MAX_CLIENT_TOKEN_LEN),
+        get_str(f, "paymentReferenceID"),
+    )
+
+
+def payment_response(server_id, client_id, total_paid, delivery_token):
+    return {
+        "serverID": server_id,
+        "clientID": client_id,
+        "totalPaid": total_paid,
+        "serviceDeliveryToken": delivery_token,
+    }
+
+
+def parse_payment_response(obj):
+    f = fields(obj, "payment response")
+    return payment_response(
+        get_str(f, "serverID"),
+        get_str(f, "clientID"),
+        get_int(f, "totalPaid", 0, MAX_AMOUNT),
+        parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING)),
+    )
+
+
+# --- release ----------------------------------------------------------------
+
+def delivery_token(key, issued, expiry, refund_on_expiry, signature):
+    """The token the consumer presents at delivery; times are RFC 3339 strings."""
+    return {
+        "key": key,
+        "issued": issued,
+        "expiry": expiry,
+        "refundOnExpiry": refund_on_expiry,
+        "signature": signature,
+    }
+
+
+def parse_delivery_token(obj):
+    f = fields(obj, "field serviceDeliveryToken")
+    signature = _get(f, "signature", None)
+    if signature is not None:
+        signature = get_str(f, "signature", 88)
+    return delivery_token(
+        get_str(f, "key"),
+        get_str(f, "issued", 40),
+        get_str(f, "expiry", 40),
+        get_bool(f, "refundOnExpiry", False),
+        signature,
+    )
+
+
+def begin_request(client_id, token, units):
+    return {"clientID": client_id, "serviceDeliveryToken": token, "unitsToSupply": units}
+
+
+def parse_begin_request(obj):
+    f = fields(obj)
+    return begin_request(
+        get_str(f, "clientID"),
+        parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING)),
+        get_int(f, "unitsToSupply", 1, MAX_UNITS),
+    )
+
+
+def begin_response(server_id, client_id, token, units):
+    return {
+        "serverID": server_id,
+        "clientID": client_id,
+        "serviceDeliveryToken": token,
+        "unitsToSupply": units,
+    }
+
+
+def parse_begin_response(obj):
+    f = fields(obj, "delivery begin response")
+    return begin_response(
+        get_str(f, "serverID"),
+        get_str(f, "clientID"),
+        parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING)),
+        get_int(f, "unitsToSupply", 0, MAX_UNITS),
+    )
+
+
+def end_request(client_id, token, units_received):
+    return {"clientID": client_id, "serviceDeliveryToken": token, "unitsReceived": units_received}
+
+
+def parse_end_request(obj):
+    f = fields(obj)
+    return end_request(
+        get_str(f, "clientID"),
+        parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING)),
+        get_int(f, "unitsReceived", 0, MAX_UNITS),
+    )
+
+
+def end_response(server_id, client_id, token, just_supplied, remaining):
+    return {
+        "serverID": server_id,
+        "clientID": client_id,
+        "serviceDeliveryToken": token,
+        "unitsJustSupplied": just_supplied,
+        "unitsRemaining": remaining,
+    }
+
+
+def parse_end_response(obj):
+    f = fields(obj, "delivery end response")
+    return end_response(
+        get_str(f, "serverID"),
+        get_str(f, "clientID"),
+        parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING)),
+        get_int(f, "unitsJustSupplied", 0, MAX_UNITS),
+        get_int(f, "unitsRemaining", 0, MAX_UNITS),
+    )
+
+
+# --- errors -------------------------------------------------------------------
+
+def error(status, message, code=0):
+    return {"HTTPStatusCode": status, "message": message, "errorCode": code}
+
+
+def parse_error(obj):
+    """An error body from any producer; the reference sends HTTPStatusCode 0, so it is advisory."""
+    f = fields(obj, "error")
+    message = _get(f, "message", "")
+    return error(
+        get_int(f, "HTTPStatusCode", 0, 999, default=0),
+        message[:MAX_TEXT_LEN] if isinstance(message, str) else "",
+        get_int(f, "errorCode", -MAX_NUMBER_ID, MAX_NUMBER_ID, default=0),
+    )
