@@ -5,6 +5,7 @@ second in UTC) and parses what Go emits, with or without fractional seconds
 and with any UTC offset. Never reads the clock: callers pass the time in.
 """
 from wpwithin.errors import UNPROCESSABLE, ProtocolError
+from wpwithin.wire import ascii_digits
 
 
 def _days_from_civil(y, m, d):
@@ -38,7 +39,7 @@ def format_time(seconds):
 
 def _number(text, start, length, what):
     part = text[start:start + length]
-    if len(part) != length or not part.isdigit():
+    if len(part) != length or not ascii_digits(part):
         raise ProtocolError(UNPROCESSABLE, "%s is not an RFC 3339 time" % what)
     return int(part)
 
@@ -62,7 +63,7 @@ def parse_time(text, what="time"):
     if text[pos] == ".":
         pos += 1
         start = pos
-        while pos < len(text) and text[pos].isdigit():
+        while pos < len(text) and ascii_digits(text[pos]):
             pos += 1
         if pos == start:
             raise ProtocolError(UNPROCESSABLE, "%s is not an RFC 3339 time" % what)

@@ -123,9 +123,19 @@ def get_currency(f, name):
     return value
 
 
+def ascii_digits(text):
+    """True for a non-empty string of 0-9 only (str.isdigit also takes other scripts' digits)."""
+    if not text:
+        return False
+    for char in text:
+        if char < "0" or char > "9":
+            return False
+    return True
+
+
 def parse_path_id(text, what):
     """A numeric id from the URL path, as the reference parses it (400 if not a number)."""
-    if not text or len(text) > 10 or not text.isdigit():
+    if len(text) > 10 or not ascii_digits(text):
         raise ProtocolError(BAD_REQUEST, "Unable to parse input %s id" % what)
     value = int(text)
     if value > MAX_NUMBER_ID:

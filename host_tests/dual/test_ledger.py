@@ -1,0 +1,146 @@
+"""The producer ledger: states, refusals, replay and compaction."""
+from expect import raises, refused
+
+from wpwithin.errors import BAD_REQUEST, CONFLICT, GONE, NOT_FOUND, UNAVAILABLE
+from wpwithin.ledger import ANSWER, CHARGE, PAID, PAYING, QUOTED, Ledger
+
+NOW = 1795737600
+
+
+def quoted(ledger=None, ref="r1", units=5, total=150):
+    ledger = ledger or Ledger()
+    ledger.quote(ref, "c1", 1, 1, units, total, "GBP", NOW)
+    return ledger
+
+
+def paid(ledger=None, ref="r1", key="k1", units=5, expiry=NOW + 3600, refund=False):
+    ledger = quoted(ledger, ref, units, units * 30)
+    ledger.start_payment(ref, NOW)
+    ledger.charged(ref, "order-" + ref, key, NOW, expiry, refund)
+    return ledger
+
+
+def test_quote_then_charge_then_answer():
+    ledger = quoted()
+    assert ledger.payment_step("r1", "c1", NOW) == CHARGE
+    ledger.start_payment("r1", NOW)
+    assert ledger.orders["r1"].state == PAYING
+    assert "in progress" in refused(CONFLICT, ledger.payment_step, "r1", "c1", NOW)
+    ledger.charged("r1", "order-1", "k1", NOW, NOW + 60, False)
+    assert ledger.orders["r1"].state == PAID
+    assert ledger.payment_step("r1", "c1", NOW) == ANSWER
+    assert ledger.sold == {1: 5}
+
+
+def test_reference_refusals():
+    ledger = quoted()
+    assert refused(NOT_FOUND, ledger.payment_step, "nope", "c1", NOW) == "Unable to find order for payment ref nope"
+    assert refused(BAD_REQUEST, ledger.payment_step, "r1", "c2", NOW) == "Client ID does not match Order Client ID"
+
+
+def test_expired_quote_is_gone():
+    ledger = quoted()
+    assert "expired" in refused(GONE, ledger.payment_step, "r1", "c1", NOW + ledger.quote_ttl)
+
+
+def test_failed_payment_returns_to_quoted_and_may_be_retried():
+    ledger = quoted()
+    ledger.start_payment("r1", NOW)
+    ledger.failed("r1", "REFUSED")
+    assert ledger.orders["r1"].state == QUOTED
+    assert ledger.payment_step("r1", "c1", NOW) == CHARGE
+
+
+def test_only_a_paying_order_can_be_charged_or_fail():
+    ledger = quoted()
+    raises(ValueError, ledger.charged, "r1", "o", "k", NOW, NOW, False)
+    raises(ValueError, ledger.failed, "r1", "x")
+    ledger = paid()
+    raises(ValueError, ledger.start_payment, "r1", NOW)
+
+
+def test_delivery_never_exceeds_what_was_paid():
+    ledger = paid(units=5)
+    order = ledger.paid_order("k1", "c1", 1)
+    ledger.begin_delivery(order, 3, NOW)
+    assert "in progress" in refused(CONFLICT, ledger.begin_delivery, order, 1, NOW)
+    ledger.end_delivery(order, 10)  # claims more than was in flight: counts 3
+    assert order.delivered == 3 and order.remaining() == 2
+    assert "Units available = 2" in refused(CONFLICT, ledger.begin_delivery, order, 3, NOW)
+    ledger.begin_delivery(order, 2, NOW)
+    ledger.end_delivery(order, 1)  # stopped early: one unit goes back
+    assert order.remaining() == 1
+    assert "begin one first" in refused(CONFLICT, ledger.end_delivery, order, 1)
+
+
+def test_token_must_match_client_and_service():
+    ledger = paid()
+    assert refused(BAD_REQUEST, ledger.paid_order, "zz", "c1", 1) == "unknown delivery token"
+    assert "another client" in refused(BAD_REQUEST, ledger.paid_order, "k1", "c2", 1)
+    assert refused(BAD_REQUEST, ledger.paid_order, "k1", "c1", 2) == "delivery token is for service 1, not 2"
+
+
+def test_expired_token_cannot_begin():
+    ledger = paid(expiry=NOW + 10)
+    order = ledger.paid_order("k1", "c1", 1)
+    refused(GONE, ledger.begin_delivery, order, 1, NOW + 10)
+
+
+def test_full_ledger_drops_the_oldest_quote_but_never_a_paid_order():
+    ledger = Ledger(max_orders=2)
+    paid(ledger, "paid", "k1")
+    ledger.quote("old", "c1", 1, 1, 1, 30, "GBP", NOW)
+    records = ledger.quote("new", "c1", 1, 1, 1, 30, "GBP", NOW + 1)
+    assert records[0] == ["x", "old"]
+    assert sorted(ledger.orders) == ["new", "paid"]
+    ledger.start_payment("new", NOW)
+    ledger.charged("new", "o", "k2", NOW, NOW + 60, False)
+    assert "too many" in refused(UNAVAILABLE, ledger.quote, "more", "c1", 1, 1, 1, 30, "GBP", NOW)
+
+
+def test_due_lists_stale_quotes_and_expired_tokens_with_refunds():
+    ledger = paid(ref="refund", key="k1", units=4, expiry=NOW + 10, refund=True)
+    paid(ledger, ref="keep", key="k2", units=4, expiry=NOW + 10, refund=False)
+    quoted(ledger, ref="stale")
+    order = ledger.paid_order("k1", "c1", 1)
+    ledger.begin_delivery(order, 1, NOW)
+    ledger.end_delivery(order, 1)
+    due = dict((o.ref, owed) for o, owed in ledger.due(NOW + ledger.quote_ttl))
+    assert due == {"refund": 90, "keep": 0, "stale": 0}
+    ledger.refunded("refund", 90)
+    assert ledger.sold[1] == 8 - 3
+    for ref in due:
+        ledger.drop(ref)
+    assert ledger.orders == {} and ledger.by_key == {}
+
+
+def test_unresolved_lists_orders_caught_mid_payment():
+    ledger = quoted()
+    ledger.start_payment("r1", NOW)
+    replayed = Ledger.replay([["q", "r1", "c1", 1, 1, 5, 150, "GBP", NOW], ["p", "r1", NOW]])
+    assert [o.ref for o in replayed.unresolved()] == ["r1"]
+    assert replayed.snapshot() == ledger.snapshot()
+
+
+def test_replay_and_compaction_rebuild_the_same_state():
+    ledger = Ledger()
+    journal = []
+    journal += ledger.quote("a", "c1", 1, 1, 5, 150, "GBP", NOW)
+    journal += ledger.quote("b", "c2", 2, 7, 3, 15, "GBP", NOW)
+    journal.append(ledger.start_payment("a", NOW))
+    journal.append(ledger.failed("a", "REFUSED"))
+    journal.append(ledger.start_payment("a", NOW + 1))
+    journal.append(ledger.charged("a", "o1", "k1", NOW, NOW + 99, True))
+    order = ledger.paid_order("k1", "c1", 1)
+    journal.append(ledger.begin_delivery(order, 2, NOW))
+    journal.append(ledger.end_delivery(order, 2)[0])
+    journal.append(ledger.begin_delivery(order, 1, NOW))
+    journal.append(ledger.start_payment("b", NOW))
+    assert Ledger.replay(journal).snapshot() == ledger.snapshot()
+    assert Ledger.replay(ledger.records()).snapshot() == ledger.snapshot()
+
+
+def test_records_for_unknown_orders_are_refused_on_replay():
+    raises(ValueError, Ledger.replay, [["p", "ghost", NOW]])
+    raises(ValueError, Ledger.replay, [["b", "no-key", 1]])
+    raises(ValueError, Ledger.replay, [["?", "x"]])

@@ -1,0 +1,147 @@
+"""Wire messages: exact keys out, any-case keys in, every bad value named."""
+from expect import refused
+
+from wpwithin import wire
+from wpwithin.errors import BAD_REQUEST, UNPROCESSABLE
+
+TOKEN = wire.delivery_token("00112233445566778899aabbccddeeff", "2026-11-27T00:00:00Z",
+                            "2026-12-04T00:00:00Z", False, "c2lnbmF0dXJl")
+
+
+def trip(message):
+    return wire.decode_json(wire.encode_json(message))
+
+
+def upper_keys(obj):
+    """The same message with every key upper-cased, as a lenient peer might send it."""
+    if isinstance(obj, dict):
+        return dict((k.upper(), upper_keys(v)) for k, v in obj.items())
+    if isinstance(obj, list):
+        return [upper_keys(v) for v in obj]
+    return obj
+
+
+MESSAGES = [
+    (wire.parse_broadcast, wire.broadcast("srv", "A charger", "192.168.1.5", 64521, "", "http://"),
+     ["deviceDescription", "hostname", "portNumber", "serverID", "urlPrefix", "scheme"]),
+    (wire.parse_service_list, wire.service_list("srv", [wire.service_entry(1, "Charge", "kWh")]),
+     ["serverID", "services"]),
+    (wire.parse_price_list, wire.price_list("srv", [wire.price_entry(1, "Per kWh", 30, "GBP", 1, "kWh")]),
+     ["serverID", "prices"]),
+    (wire.parse_total_request, wire.total_request("c1", 5, 1),
+     ["clientID", "selectedNumberOfUnits", "selectedPriceID"]),
+    (wire.parse_total_response, wire.total_response("srv", "c1", 1, 5, 150, "GBP", "ref-1", "T_C_x"),
+     ["serverID", "clientID", "priceID", "unitsToSupply", "totalPrice", "currencyCode",
+      "paymentReferenceID", "merchantClientKey"]),
+    (wire.parse_payment_request, wire.payment_request("c1", "TEST_SU_1", "ref-1"),
+     ["clientID", "clientToken", "paymentReferenceID"]),
+    (wire.parse_payment_response, wire.payment_response("srv", "c1", 150, TOKEN),
+     ["serverID", "clientID", "totalPaid", "serviceDeliveryToken"]),
+    (wire.parse_delivery_token, TOKEN, ["key", "issued", "expiry", "refundOnExpiry", "signature"]),
+    (wire.parse_begin_request, wire.begin_request("c1", TOKEN, 2),
+     ["clientID", "serviceDeliveryToken", "unitsToSupply"]),
+    (wire.parse_begin_response, wire.begin_response("srv", "c1", TOKEN, 2),
+     ["serverID", "clientID", "serviceDeliveryToken", "unitsToSupply"]),
+    (wire.parse_end_request, wire.end_request("c1", TOKEN, 2),
+     ["clientID", "serviceDeliveryToken", "unitsReceived"]),
+    (wire.parse_end_response, wire.end_response("srv", "c1", TOKEN, 2, 3),
+     ["serverID", "clientID", "serviceDeliveryToken", "unitsJustSupplied", "unitsRemaining"]),
+    (wire.parse_error, wire.error(404, "Service not found for id 9"), ["HTTPStatusCode", "message", "errorCode"]),
+]
+
+
+def test_builders_emit_exactly_the_reference_keys():
+    for _, message, keys in MESSAGES:
+        assert sorted(message.keys()) == sorted(keys), (sorted(message.keys()), keys)
+
+
+def test_nested_keys_are_the_references():
+    services = wire.service_list("s", [wire.service_entry(1, "n", "d")])["services"][0]
+    assert sorted(services) == ["ServiceDescription", "ServiceID", "ServiceName"]
+    price = wire.price_entry(1, "d", 30, "GBP", 1, "kWh")
+    assert sorted(price) == ["priceDescription", "priceID", "pricePerUnit", "unitDescription", "unitID"]
+    assert sorted(price["pricePerUnit"]) == ["amount", "currencyCode"]
+
+
+def test_every_message_round_trips():
+    for parse, message, _ in MESSAGES:
+        assert parse(trip(message)) == message, message
+
+
+def test_keys_are_parsed_in_any_case():
+    for parse, message, _ in MESSAGES:
+        assert parse(upper_keys(trip(message))) == message, message
+
+
+def test_reference_error_with_zero_status_is_read():
+    body = b'{"HTTPStatusCode":0,"message":"Service not found for id 9","errorCode":0}\n'
+    assert wire.parse_error(wire.decode_json(body))["message"] == "Service not found for id 9"
+
+
+def test_go_null_service_list_is_empty():
+    assert wire.parse_service_list({"serverID": "s", "services": None})["services"] == []
+
+
+def test_units_must_be_positive_integers():
+    for bad in (0, -1, 1.5, "5", True, None, 10 ** 12, [5]):
+        msg = refused(UNPROCESSABLE, wire.parse_total_request,
+                      {"clientID": "c", "selectedNumberOfUnits": bad, "selectedPriceID": 1})
+        assert "selectedNumberOfUnits" in msg, msg
+
+
+def test_missing_field_is_named():
+    msg = refused(UNPROCESSABLE, wire.parse_payment_request, {"clientID": "c", "paymentReferenceID": "r"})
+    assert msg == "missing field clientToken"
+
+
+def test_duplicate_keys_differing_only_in_case_are_refused():
+    body = b'{"clientID": "a", "CLIENTID": "b", "selectedNumberOfUnits": 1, "selectedPriceID": 1}'
+    assert "twice" in refused(UNPROCESSABLE, wire.parse_total_request, wire.decode_json(body))
+
+
+def test_strings_are_bounded():
+    msg = refused(UNPROCESSABLE, wire.parse_payment_request,
+                  {"clientID": "c" * 65, "clientToken": "t", "paymentReferenceID": "r"})
+    assert "clientID" in msg and "64" in msg
+
+
+def test_body_must_be_an_object():
+    for body in (b"[]", b"5", b'"x"', b"null"):
+        assert "JSON object" in refused(UNPROCESSABLE, wire.parse_total_request, wire.decode_json(body))
+
+
+def test_bad_json_and_bad_utf8_are_422():
+    assert "JSON" in refused(UNPROCESSABLE, wire.decode_json, b'{"clientID": ')
+    assert "UTF-8" in refused(UNPROCESSABLE, wire.decode_json, b'{"clientID": "\xff\xfe"}')
+
+
+def test_too_many_fields_are_refused():
+    obj = dict(("f%d" % i, i) for i in range(wire.MAX_FIELDS + 1))
+    assert "too many" in refused(UNPROCESSABLE, wire.parse_total_request, obj)
+
+
+def test_currency_must_be_iso_4217():
+    for bad in ("gbp", "GB", "G1P", "EURO", 826):
+        entry = wire.price_entry(1, "d", 30, bad, 1, "u")
+        refused(UNPROCESSABLE, wire.parse_price_list, {"serverID": "s", "prices": [entry]})
+
+
+def test_path_ids_are_strict_digits():
+    assert wire.parse_path_id("12", "service") == 12
+    for bad in ("", "-1", "1.0", "0x1", " 1", "12345678901", "1e3", "٣"):
+        assert refused(BAD_REQUEST, wire.parse_path_id, bad, "service") == "Unable to parse input service id"
+
+
+def test_broadcast_checks_port_scheme_and_prefix():
+    good = wire.broadcast("s", "d", "10.0.0.2", 64521)
+    for key, bad in (("portNumber", 0), ("portNumber", 65536), ("scheme", "ftp://"),
+                     ("urlPrefix", "api"), ("urlPrefix", "/a/../b"), ("hostname", "")):
+        msg = dict(good)
+        msg[key] = bad
+        assert key in refused(UNPROCESSABLE, wire.parse_broadcast, msg)
+
+
+def test_signature_may_be_null_as_the_reference_sends_it():
+    token = dict(TOKEN)
+    token["signature"] = None
+    assert wire.parse_delivery_token(token)["signature"] is None
