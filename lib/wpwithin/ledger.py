@@ -19,6 +19,7 @@ happened:
     ["e", key, units]                         delivery ended: units supplied
     ["r", ref, amount]                        unused units refunded
     ["x", ref]                                order dropped (expired or done)
+    ["s", service, units]                     units sold so far (compaction only)
 
 Public methods decide, build the record, apply it and return it; apply() is
 the only code that changes state, and replay() feeds stored records through
@@ -94,6 +95,9 @@ class Ledger:
             _, ref, client, service, price, units, total, currency, at = record
             self.orders[ref] = Order(ref, client, service, price, units, total, currency, at)
             return
+        if kind == "s":
+            self.sold[record[1]] = record[2]
+            return
         if kind in ("b", "e"):
             order = self.by_key.get(record[1])
             if order is None or order.state != PAID:
@@ -167,6 +171,8 @@ class Ledger:
                     out.append(["e", o.key, o.delivered])
                 if o.in_flight:
                     out.append(["b", o.key, o.in_flight])
+        # Last, so it overrides what the "c" and "r" records above added up.
+        out.extend(["s", service, self.sold[service]] for service in sorted(self.sold))
         return out
 
     # --- select --------------------------------------------------------------
