@@ -112,7 +112,7 @@ class Producer:
         step = self.ledger.payment_step(ref, req["clientID"], now)
         order = self.ledger.orders[ref]
         if step == ANSWER:
-            return ANSWER, self._payment_response(order), None, ref
+            return ANSWER, self.payment_response(order), None, ref
         service = self.catalogue.service(order.service_id)
         if service.capacity is not None:
             if self.ledger.sold.get(order.service_id, 0) + order.units > service.capacity:
@@ -133,14 +133,14 @@ class Producer:
         key = delivery_token.new_key(random16)
         record = self.ledger.charged(ref, gateway_order["orderCode"], key, now, now + self.token_ttl,
                                      self.refund_on_expiry)
-        return self._payment_response(order), record
+        return self.payment_response(order), record
 
     def declined(self, ref, reason):
         """The "f" record for a definite failure (nothing charged) and the error to answer with."""
         record = self.ledger.failed(ref, reason)
         return record, ProtocolError(PAYMENT_DECLINED, "payment declined: %s" % reason)
 
-    def _payment_response(self, order):
+    def payment_response(self, order):
         return wire.payment_response(self.server_id, order.client_id, order.total, self._token(order))
 
     def _token(self, order):

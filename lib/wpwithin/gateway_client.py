@@ -1,0 +1,97 @@
+"""Client of the payment gateway (Worldpay Online Payments JSON API or our simulator).
+
+Consumer side: token() turns a card into a one-use token for a merchant's
+client key. Producer side: place_order(), order(), find_orders() and
+refund() with the service key. Talks HTTPS with certificate verification
+(or plain HTTP to a local simulator when the URL says http://). Errors:
+GatewayError when the gateway answers with an error body; the http
+client's NetError subclasses (timeout, refused, dropped, TLS) when it does
+not answer, which callers must treat as "outcome unknown". Never logs and
+never puts into an exception the card number, the CVC or the service key.
+"""
+from wpwithin import gateway_wire, http_client, wire
+from wpwithin.errors import PeerError, ProtocolError
+
+
+def parse_url(url):
+    """(tls, host, port, base path) of an http:// or https:// URL."""
+    if url.startswith("https://"):
+        tls, rest, port = True, url[8:], 443
+    elif url.startswith("http://"):
+        tls, rest, port = False, url[7:], 80
+    else:
+        raise ValueError("gateway URL must start with http:// or https://")
+    slash = rest.find("/")
+    hostport, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+    colon = hostport.rfind(":")
+    host = hostport
+    if colon > 0 and hostport[colon + 1:].isdigit():
+        host, port = hostport[:colon], int(hostport[colon + 1:])
+    if not host:
+        raise ValueError("gateway URL has no host")
+    return tls, host, port, path.rstrip("/")
+
+
+class GatewayClient:
+    def __init__(self, url, service_key=None, ca=None, timeout=10):
+        """`ca`: the CA certificate (PEM or DER bytes) an https:// gateway is verified against."""
+        self.url = url
+        tls, self.host, self.port, self.base = parse_url(url)
+        self._service_key = service_key
+        self.timeout = timeout
+        self.tls = http_client.tls_context(cadata=ca) if tls else None
+
+    def __repr__(self):
+        return "<GatewayClient %s>" % self.url
+
+    async def _call(self, method, path, body=None, auth=False):
+        headers = {}
+        if auth:
+            if not self._service_key:
+                raise ValueError("this gateway client has no service key")
+            headers["Authorization"] = self._service_key
+        payload = None if body is None else wire.encode_json(body)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        status, _, data = await http_client.request(
+            method, self.host, self.port, self.base + path, payload, headers,
+            timeout=self.timeout, tls=self.tls, server_hostname=self.host if self.tls else None)
+        if status == 200:
+            if not data:
+                return None
+            try:
+                return wire.decode_json(data, "gateway response")
+            except ProtocolError as exc:
+                raise PeerError(exc.message)
+        try:
+            obj = wire.decode_json(data, "gateway error")
+        except ProtocolError:
+            obj = None
+        raise gateway_wire.parse_error(status, obj)
+
+    async def token(self, client_key, card):
+        """A one-use token (TEST_SU_...) for `card`, usable by the merchant with client_key."""
+        answer = await self._call("POST", "/tokens", gateway_wire.token_request(client_key, card))
+        return gateway_wire.parse_token_response(answer)["token"]
+
+    async def place_order(self, order_request):
+        """Charge a token; returns the parsed order (paymentStatus SUCCESS or FAILED)."""
+        answer = await self._call("POST", "/orders", order_request, auth=True)
+        return gateway_wire.parse_order_response(answer)
+
+    async def order(self, order_code):
+        return gateway_wire.parse_order_response(
+            await self._call("GET", "/orders/" + order_code, auth=True))
+
+    async def find_orders(self, customer_order_code):
+        """Orders placed with this customerOrderCode (simulator extension, for resolving timeouts)."""
+        answer = await self._call("GET", "/orders?customerOrderCode=" + customer_order_code, auth=True)
+        if isinstance(answer, dict):
+            answer = answer.get("orders", [])
+        if not isinstance(answer, list):
+            raise PeerError("gateway order search: expected a list of orders")
+        return [gateway_wire.parse_order_response(o) for o in answer]
+
+    async def refund(self, order_code, amount=None):
+        """Refund in full (amount None) or in part; success is an empty 200."""
+        await self._call("POST", "/orders/%s/refund" % order_code, gateway_wire.refund_request(amount), auth=True)

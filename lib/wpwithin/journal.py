@@ -1,0 +1,123 @@
+"""The producer's flash journal: ledger records appended one per line, replayed at boot.
+
+Each line is "<crc32 hex> <record as JSON>\\n", flushed as it is written,
+so after a power cut at most the line being written is lost. load() drops
+a torn or corrupt last line (and rewrites the file without it); a bad line
+with good lines after it is not a torn write but corruption, and raises
+JournalCorrupt so the device stops in safe mode instead of guessing.
+Compaction writes the live records to a temporary file and renames it
+over the journal. Never stores anything but the ledger's records (no
+card data, no client tokens, no keys).
+"""
+import json
+import os
+from binascii import crc32
+
+from wpwithin.compat import const
+
+MAX_LINE = const(512)
+
+
+class JournalCorrupt(Exception):
+    pass
+
+
+def _line(record):
+    text = json.dumps(record)
+    return "%08x %s\n" % (crc32(text.encode()) & 0xFFFFFFFF, text)
+
+
+def _parse(line):
+    if len(line) < 11 or line[8] != " " or not line.endswith("\n"):
+        return None
+    text = line[9:-1]
+    try:
+        if int(line[:8], 16) != crc32(text.encode()) & 0xFFFFFFFF:
+            return None
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, list) and record else None
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+class FileJournal:
+    def __init__(self, path, compact_at=16384):
+        self.path = path
+        self.compact_at = compact_at
+        self.size = 0
+        self.dropped = 0  # bytes of torn tail dropped by the last load()
+        self._file = None
+
+    def load(self):
+        """All records, oldest first; opens the journal for appending."""
+        tmp = self.path + ".tmp"
+        if not _exists(self.path) and _exists(tmp):
+            os.rename(tmp, self.path)  # a compaction was cut between its two steps
+        records = []
+        bad_at = None
+        if _exists(self.path):
+            with open(self.path) as f:
+                number = 0
+                while True:
+                    line = f.readline(MAX_LINE + 1)
+                    if not line:
+                        break
+                    number += 1
+                    record = _parse(line)
+                    if record is None:
+                        if bad_at is None:
+                            bad_at = number
+                        continue
+                    if bad_at is not None:
+                        raise JournalCorrupt("journal %s: line %d is damaged but later lines are not"
+                                             % (self.path, bad_at))
+                    records.append(record)
+        if bad_at is not None:
+            self.dropped = os.stat(self.path)[6]
+            self.compact(records)
+            self.dropped -= self.size
+        else:
+            self._open()
+        return records
+
+    def _open(self):
+        self._file = open(self.path, "a")
+        self.size = os.stat(self.path)[6]
+
+    def append(self, record):
+        line = _line(record)
+        if len(line) > MAX_LINE:
+            raise ValueError("journal record longer than %d bytes" % MAX_LINE)
+        self._file.write(line)
+        self._file.flush()
+        self.size += len(line)
+
+    def needs_compaction(self):
+        return self.size > self.compact_at
+
+    def compact(self, records):
+        """Replace the journal by `records` (the ledger's live state) atomically."""
+        self.close()
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            for record in records:
+                f.write(_line(record))
+        try:
+            os.rename(tmp, self.path)
+        except OSError:  # FAT cannot rename over a file; load() recovers from the gap
+            os.remove(self.path)
+            os.rename(tmp, self.path)
+        self._open()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
