@@ -1,0 +1,165 @@
+"""A Thing's configuration (config.json) and secrets (secrets.json): checked, with defaults.
+
+config.json says what the Thing is: device, network, gateway, producer
+(services and prices), consumer. secrets.json holds what must never be
+shown: merchant keys, the token-signing secret, the consumer's card and
+WiFi credentials. Every problem raises ConfigError naming the field, e.g.
+"config.producer.services[0].prices[1].amount must be ...". Secrets are
+kept in a Secrets object whose repr() shows only which secrets are set.
+Never prints, never logs, never writes.
+"""
+import json
+from binascii import unhexlify
+
+from wpwithin import catalogue, discovery
+from wpwithin.gateway_wire import Card
+
+
+class ConfigError(ValueError):
+    pass
+
+
+DEFAULTS = {
+    "device": {"description": "", "serverId": None},
+    "network": {"host": "0.0.0.0", "hostname": None, "port": 64521, "urlPrefix": "",
+                "broadcastAddress": discovery.BROADCAST_ADDRESS, "broadcastPort": discovery.BROADCAST_PORT,
+                "broadcastIntervalMs": discovery.INTERVAL_MS, "probePort": discovery.PROBE_PORT,
+                "maxConnections": 4, "readTimeout": 5},
+    "gateway": {"url": "https://api.worldpay.com/v1", "ca": None, "timeout": 10},
+    "producer": {"enabled": False, "tokenLifetime": 7 * 86400, "refundOnExpiry": False,
+                 "journal": "ledger.journal", "maxOrders": 32, "services": []},
+    "consumer": {"enabled": False, "clientId": None},
+}
+
+
+def _merge(section, given, where):
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise ConfigError("%s must be an object" % where)
+    merged = dict(DEFAULTS[section])
+    for key in given:
+        if key not in merged:
+            raise ConfigError("%s.%s is not a known setting (known: %s)"
+                              % (where, key, ", ".join(sorted(merged))))
+        merged[key] = given[key]
+    return merged
+
+
+def _check(value, kind, where, low=None, high=None):
+    if kind is int:
+        if type(value) is not int or (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError("%s must be an integer from %s to %s" % (where, low, high))
+    elif kind is bool:
+        if value is not True and value is not False:
+            raise ConfigError("%s must be true or false" % where)
+    elif kind is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError("%s must be a non-empty string" % where)
+    return value
+
+
+class Config:
+    def __init__(self, obj):
+        if not isinstance(obj, dict):
+            raise ConfigError("config must be a JSON object")
+        for key in obj:
+            if key not in DEFAULTS:
+                raise ConfigError("config.%s is not a known section (known: %s)" % (key, ", ".join(sorted(DEFAULTS))))
+        self.device = _merge("device", obj.get("device"), "config.device")
+        self.network = _merge("network", obj.get("network"), "config.network")
+        self.gateway = _merge("gateway", obj.get("gateway"), "config.gateway")
+        self.producer = _merge("producer", obj.get("producer"), "config.producer")
+        self.consumer = _merge("consumer", obj.get("consumer"), "config.consumer")
+        net = self.network
+        _check(net["port"], int, "config.network.port", 0, 65535)
+        _check(net["broadcastPort"], int, "config.network.broadcastPort", 1, 65535)
+        _check(net["probePort"], int, "config.network.probePort", 0, 65535)
+        _check(net["broadcastIntervalMs"], int, "config.network.broadcastIntervalMs", 100, 3600000)
+        _check(net["maxConnections"], int, "config.network.maxConnections", 1, 64)
+        _check(net["readTimeout"], int, "config.network.readTimeout", 1, 300)
+        _check(net["broadcastAddress"], str, "config.network.broadcastAddress")
+        if net["urlPrefix"] and (not isinstance(net["urlPrefix"], str) or net["urlPrefix"][0] != "/"):
+            raise ConfigError("config.network.urlPrefix must be empty or start with /")
+        gateway = self.gateway
+        url = _check(gateway["url"], str, "config.gateway.url")
+        if not (url.startswith("https://") or url.startswith("http://")):
+            raise ConfigError("config.gateway.url must start with https:// (or http:// for a local simulator)")
+        _check(gateway["timeout"], int, "config.gateway.timeout", 1, 120)
+        producer = self.producer
+        _check(producer["enabled"], bool, "config.producer.enabled")
+        _check(self.consumer["enabled"], bool, "config.consumer.enabled")
+        if producer["enabled"]:
+            _check(producer["tokenLifetime"], int, "config.producer.tokenLifetime", 60, 366 * 86400)
+            _check(producer["refundOnExpiry"], bool, "config.producer.refundOnExpiry")
+            _check(producer["maxOrders"], int, "config.producer.maxOrders", 1, 1024)
+            _check(producer["journal"], str, "config.producer.journal")
+            try:
+                self.catalogue = catalogue.from_config(producer["services"])
+            except ValueError as exc:
+                raise ConfigError("config.producer." + str(exc))
+        if not producer["enabled"] and not self.consumer["enabled"]:
+            raise ConfigError("config: enable config.producer or config.consumer (or both)")
+
+
+_MAKE_SECRET = "; make one with: python3 -c 'import os; print(os.urandom(32).hex())'"
+
+
+def _hex_secret(value, where):
+    if not isinstance(value, str) or len(value) < 32 or len(value) % 2:
+        raise ConfigError("%s must be at least 32 hex digits%s" % (where, _MAKE_SECRET))
+    try:
+        return unhexlify(value)
+    except ValueError:
+        raise ConfigError("%s must be hex digits%s" % (where, _MAKE_SECRET))
+
+
+class Secrets:
+    """Keys, the signing secret and the card: repr() never shows them."""
+
+    def __init__(self, obj, config):
+        if not isinstance(obj, dict):
+            raise ConfigError("secrets must be a JSON object")
+        self.wifi_ssid = obj.get("wifiSsid")
+        self.wifi_password = obj.get("wifiPassword")
+        self.client_key = self.service_key = self.signing_secret = self.card = None
+        if config.producer["enabled"]:
+            self.client_key = _check(obj.get("merchantClientKey"), str, "secrets.merchantClientKey")
+            self.service_key = _check(obj.get("merchantServiceKey"), str, "secrets.merchantServiceKey")
+            self.signing_secret = _hex_secret(obj.get("tokenSigningSecret"), "secrets.tokenSigningSecret")
+        if config.consumer["enabled"]:
+            card = obj.get("card")
+            if not isinstance(card, dict):
+                raise ConfigError("secrets.card must be an object with name, number, expiryMonth, expiryYear, cvc")
+            self.card = Card(
+                _check(card.get("name"), str, "secrets.card.name"),
+                _check(card.get("number"), str, "secrets.card.number"),
+                _check(card.get("expiryMonth"), int, "secrets.card.expiryMonth", 1, 12),
+                _check(card.get("expiryYear"), int, "secrets.card.expiryYear", 2000, 2100),
+                _check(card.get("cvc"), str, "secrets.card.cvc"),
+            )
+
+    def __repr__(self):
+        present = [name for name in ("wifi_password", "client_key", "service_key", "signing_secret", "card")
+                   if getattr(self, name)]
+        return "<Secrets set: %s>" % (", ".join(present) or "none")
+
+    __str__ = __repr__
+
+
+def load(config_path, secrets_path):
+    """(Config, Secrets) from two JSON files; ConfigError names the file and field."""
+    config = Config(_read(config_path, "config"))
+    return config, Secrets(_read(secrets_path, "secrets"), config)
+
+
+def _read(path, what):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ConfigError("%s file %s cannot be read" % (what, path))
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ConfigError("%s file %s is not valid JSON" % (what, path))

@@ -1,0 +1,134 @@
+"""A Thing: the configured roles started as asyncio tasks in one loop.
+
+Builds the producer (HTTP API, broadcaster, probe responder, expiry sweep,
+journal replayed at start) and/or the consumer from a Config, Secrets and a
+board (clock, random bytes, unique id, addresses, pins). The same code runs
+from main.py on a board and from tools/thing on a host. status() reports
+what a person debugging at the REPL needs, and never a secret.
+"""
+import asyncio
+
+from wpwithin import discovery, wire
+from wpwithin.consumer_role import ConsumerRole
+from wpwithin.gateway_client import GatewayClient
+from wpwithin.http_server import Server
+from wpwithin.journal import FileJournal
+from wpwithin.ledger import Ledger
+from wpwithin.producer import Producer
+from wpwithin.producer_role import ProducerRole
+
+
+def server_id(config, board):
+    """The configured serverID, or one derived from the board's unique id (stable across reboots)."""
+    return config.device["serverId"] or "wpw-" + board.unique_id()
+
+
+class Thing:
+    def __init__(self, config, secrets, board, hooks=None, log=None, gateway_ca=None):
+        self.config = config
+        self._secrets = secrets
+        self.board = board
+        self.hooks = hooks
+        self.log = log or (lambda message: None)
+        self.gateway_ca = gateway_ca
+        self.server_id = server_id(config, board)
+        self.producer = None  # ProducerRole
+        self.consumer = None  # ConsumerRole
+        self.server = None
+        self.broadcaster = None
+        self.responder = None
+        self.tasks = []
+        self.journal = None
+
+    def __repr__(self):
+        return "<Thing %s>" % self.server_id
+
+    async def start(self):
+        if self.config.producer["enabled"]:
+            await self._start_producer()
+        if self.config.consumer["enabled"]:
+            self.consumer = ConsumerRole(
+                self.config.consumer["clientId"] or self.server_id + "-consumer", self._secrets.card,
+                GatewayClient(self.config.gateway["url"], ca=self.gateway_ca,
+                              timeout=self.config.gateway["timeout"]),
+                timeout=self.config.gateway["timeout"])
+
+    async def _start_producer(self):
+        cfg, net = self.config.producer, self.config.network
+        ledger = Ledger(max_orders=cfg["maxOrders"])
+        self.journal = FileJournal(cfg["journal"])
+        for record in self.journal.load():
+            ledger.apply(record)
+        if self.journal.dropped:
+            self.log("journal: dropped a torn last record (%d bytes)" % self.journal.dropped)
+        core = Producer(self.server_id, self.config.catalogue, ledger, self._secrets.signing_secret,
+                        self._secrets.client_key, cfg["tokenLifetime"], cfg["refundOnExpiry"])
+        gateway = GatewayClient(self.config.gateway["url"], self._secrets.service_key, self.gateway_ca,
+                                self.config.gateway["timeout"])
+        self.producer = ProducerRole(core, gateway, self.board.time, self.board.random, self.journal,
+                                     self.hooks, self.log, net["urlPrefix"])
+        self.server = Server(self.producer.handle, net["host"], net["port"],
+                             max_connections=net["maxConnections"], read_timeout=net["readTimeout"],
+                             log=self.log)
+        await self.server.start()
+        hostname = net["hostname"] or self.board.ip_address()
+        message = wire.broadcast(self.server_id, self.config.device["description"], hostname,
+                                 self.server.port, net["urlPrefix"])
+        self.broadcaster = discovery.Broadcaster(message, net["broadcastAddress"], net["broadcastPort"],
+                                                 net["broadcastIntervalMs"], self.log)
+        self.tasks.append(asyncio.create_task(self.broadcaster.run()))
+        if net["probePort"]:
+            self.responder = discovery.ProbeResponder(message, net["probePort"])
+            self.tasks.append(asyncio.create_task(self.responder.run()))
+        self.tasks.append(asyncio.create_task(self._sweep()))
+        for order in ledger.unresolved():  # charges cut short by a reset: ask the gateway
+            self.tasks.append(asyncio.create_task(self._resolve(order)))
+
+    async def _resolve(self, order):
+        try:
+            await self.producer.resolve(order)
+        except Exception as exc:  # noqa: the gateway may still be down; a retried payment asks again
+            self.log("payment %s still unresolved: %s" % (order.ref, exc))
+
+    async def _sweep(self):
+        while True:
+            await asyncio.sleep(5)
+            await self.producer.expire()
+            if self.journal.needs_compaction():
+                self.journal.compact(self.producer.core.ledger.records())
+
+    async def stop(self):
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self.tasks = []
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        if self.journal is not None:
+            self.journal.close()
+
+    def status(self):
+        """Roles, address, services, open orders and units left, last errors: no secrets."""
+        out = {"serverID": self.server_id, "roles": []}
+        if self.producer is not None:
+            ledger = self.producer.core.ledger
+            out["roles"].append("producer")
+            out["listening"] = "%s:%d%s" % (self.config.network["host"], self.server.port,
+                                            self.config.network["urlPrefix"])
+            out["broadcasts"] = self.broadcaster.sent
+            out["broadcastFailing"] = self.broadcaster.failing
+            out["services"] = [s["ServiceName"] for s in self.producer.core.catalogue.service_entries()]
+            out["orders"] = [
+                {"ref": o.ref, "state": ("quoted", "paying", "paid")[o.state], "units": o.units,
+                 "delivered": o.delivered, "inFlight": o.in_flight, "total": o.total}
+                for o in ledger.orders.values()]
+            out["lastErrors"] = list(self.producer.last_errors)
+        if self.consumer is not None:
+            out["roles"].append("consumer")
+            out["clientID"] = self.consumer.client_id
+        return out
