@@ -61,3 +61,23 @@ class HostBoard:
 
     def ip_address(self):
         return self.ip
+
+    # A host has no radio, button or watchdog: these keep the interface whole.
+
+    def button_held(self):
+        return False
+
+    def wifi_up(self, ssid, password, attempts=5):
+        return True
+
+    def wifi_connected(self):
+        return True
+
+    def sync_time(self, attempts=3):
+        return True
+
+    def watchdog(self, timeout_ms=30000):
+        pass
+
+    def feed(self):
+        pass

@@ -13,7 +13,8 @@ client token, card data or the service key.
 import asyncio
 
 from wpwithin import producer, wire
-from wpwithin.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, PAYMENT_DECLINED, PeerError, ProtocolError
+from wpwithin.errors import (
+    BAD_GATEWAY, GATEWAY_TIMEOUT, PAYMENT_DECLINED, UNAVAILABLE, PeerError, ProtocolError)
 from wpwithin.gateway_wire import FAILED, SUCCESS, GatewayError
 from wpwithin.http_client import NetError
 from wpwithin.ledger import ANSWER, PAYING
@@ -44,7 +45,7 @@ class ListJournal:
 
 class ProducerRole:
     def __init__(self, core, gateway, clock, random, journal=None, hooks=None, log=None,
-                 url_prefix="", hook_timeout=30):
+                 url_prefix="", hook_timeout=30, time_known=None):
         self.core = core
         self.gateway = gateway
         self.clock = clock  # () -> Unix seconds (int)
@@ -54,6 +55,7 @@ class ProducerRole:
         self.log = log or (lambda message: None)
         self.url_prefix = url_prefix
         self.hook_timeout = hook_timeout
+        self.time_known = time_known or (lambda: True)
         self._paying = {}  # ref -> Event set when the attempt in flight ends
         self.last_errors = []
 
@@ -78,6 +80,9 @@ class ProducerRole:
             return core.services()
         if name == producer.PRICES:
             return core.prices(service)
+        if not self.time_known():
+            # Quotes and tokens carry expiry times: without a real clock, sell nothing.
+            raise ProtocolError(UNAVAILABLE, "the producer's clock is not set yet; try again shortly")
         request = wire.decode_json(body)
         if name == producer.TOTAL:
             response, records = core.request_total(service, request, self._now(), self.random(16))

@@ -24,7 +24,8 @@ def server_id(config, board):
 
 
 class Thing:
-    def __init__(self, config, secrets, board, hooks=None, log=None, gateway_ca=None):
+    def __init__(self, config, secrets, board, hooks=None, log=None, gateway_ca=None, spawn=None):
+        """`spawn(name, factory)` starts a task running factory(); app.py's restarts crashed ones."""
         self.config = config
         self._secrets = secrets
         self.board = board
@@ -38,7 +39,9 @@ class Thing:
         self.broadcaster = None
         self.responder = None
         self.tasks = []
+        self.discovery_tasks = []
         self.journal = None
+        self._spawn = spawn or (lambda name, factory: asyncio.create_task(factory()))
 
     def __repr__(self):
         return "<Thing %s>" % self.server_id
@@ -66,23 +69,28 @@ class Thing:
         gateway = GatewayClient(self.config.gateway["url"], self._secrets.service_key, self.gateway_ca,
                                 self.config.gateway["timeout"])
         self.producer = ProducerRole(core, gateway, self.board.time, self.board.random, self.journal,
-                                     self.hooks, self.log, net["urlPrefix"])
+                                     self.hooks, self.log, net["urlPrefix"], time_known=self.board.time_known)
         self.server = Server(self.producer.handle, net["host"], net["port"],
                              max_connections=net["maxConnections"], read_timeout=net["readTimeout"],
                              log=self.log)
         await self.server.start()
-        hostname = net["hostname"] or self.board.ip_address()
+        await self.restart_discovery(net["hostname"] or self.board.ip_address())
+        self.tasks.append(self._spawn("sweep", self._sweep))
+        for order in ledger.unresolved():  # charges cut short by a reset: ask the gateway
+            self.tasks.append(asyncio.create_task(self._resolve(order)))
+
+    async def restart_discovery(self, hostname):
+        """(Re)start the broadcaster and probe responder announcing `hostname`."""
+        await _cancel(self.discovery_tasks)
+        net = self.config.network
         message = wire.broadcast(self.server_id, self.config.device["description"], hostname,
                                  self.server.port, net["urlPrefix"])
         self.broadcaster = discovery.Broadcaster(message, net["broadcastAddress"], net["broadcastPort"],
                                                  net["broadcastIntervalMs"], self.log)
-        self.tasks.append(asyncio.create_task(self.broadcaster.run()))
+        self.discovery_tasks = [self._spawn("broadcaster", self.broadcaster.run)]
         if net["probePort"]:
             self.responder = discovery.ProbeResponder(message, net["probePort"])
-            self.tasks.append(asyncio.create_task(self.responder.run()))
-        self.tasks.append(asyncio.create_task(self._sweep()))
-        for order in ledger.unresolved():  # charges cut short by a reset: ask the gateway
-            self.tasks.append(asyncio.create_task(self._resolve(order)))
+            self.discovery_tasks.append(self._spawn("probe responder", self.responder.run))
 
     async def _resolve(self, order):
         try:
@@ -98,14 +106,9 @@ class Thing:
                 self.journal.compact(self.producer.core.ledger.records())
 
     async def stop(self):
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await _cancel(self.tasks + self.discovery_tasks)
         self.tasks = []
+        self.discovery_tasks = []
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
@@ -132,3 +135,13 @@ class Thing:
             out["roles"].append("consumer")
             out["clientID"] = self.consumer.client_id
         return out
+
+
+async def _cancel(tasks):
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass

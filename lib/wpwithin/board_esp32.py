@@ -1,0 +1,85 @@
+"""The board layer on an ESP32: the only module that touches network, machine and ntptime.
+
+WiFi with retries and backoff, clock sync (token expiry needs real time),
+unique id, status LED, relay pin, safe-mode button, watchdog. Nothing is
+created at import: Esp32Board() builds the hardware objects when called
+from boot.py or main.py. Never prints the WiFi password.
+"""
+import os
+import time
+from binascii import hexlify
+
+import machine
+import network
+
+# MicroPython on ESP32 counts seconds from 2000-01-01; the protocol uses Unix time.
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+_YEAR_2025 = 1735689600
+
+
+class Esp32Board:
+    def __init__(self, relay_pin=2, led_pin=None, button_pin=0):
+        self.wlan = network.WLAN(network.STA_IF)
+        self.relay = machine.Pin(relay_pin, machine.Pin.OUT, value=0)
+        self.led = machine.Pin(led_pin, machine.Pin.OUT, value=0) if led_pin is not None else None
+        self._button = machine.Pin(button_pin, machine.Pin.IN, machine.Pin.PULL_UP)
+        self._wdt = None
+
+    def button_held(self):
+        """True while the safe-mode button (BOOT on most boards) is pressed."""
+        return self._button.value() == 0
+
+    def wifi_up(self, ssid, password, attempts=5):
+        """Connect with backoff (1, 2, 4... s); True when connected."""
+        self.wlan.active(True)
+        if self.wlan.isconnected():
+            return True
+        delay = 1
+        for _ in range(attempts):
+            try:
+                self.wlan.connect(ssid, password)
+            except OSError:
+                pass
+            for _ in range(delay * 10):
+                if self.wlan.isconnected():
+                    return True
+                time.sleep_ms(100)
+            delay = min(delay * 2, 30)
+        return False
+
+    def wifi_connected(self):
+        return self.wlan.isconnected()
+
+    def sync_time(self, attempts=3):
+        """Set the RTC from NTP; True on success."""
+        import ntptime  # frozen in stock firmware; imported only when needed
+
+        for _ in range(attempts):
+            try:
+                ntptime.settime()
+                return True
+            except OSError:
+                time.sleep(1)
+        return False
+
+    def time(self):
+        return time.time() + _EPOCH_OFFSET
+
+    def time_known(self):
+        return self.time() > _YEAR_2025
+
+    def unique_id(self):
+        return hexlify(machine.unique_id()).decode()
+
+    def random(self, size):
+        return os.urandom(size)
+
+    def ip_address(self):
+        return self.wlan.ifconfig()[0]
+
+    def watchdog(self, timeout_ms=30000):
+        self._wdt = machine.WDT(timeout=timeout_ms)
+
+    def feed(self):
+        if self._wdt is not None:
+            self._wdt.feed()
