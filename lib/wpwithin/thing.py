@@ -9,7 +9,6 @@ what a person debugging at the REPL needs, and never a secret.
 import asyncio
 
 from wpwithin import discovery, wire
-from wpwithin.consumer_role import ConsumerRole
 from wpwithin.gateway_client import GatewayClient
 from wpwithin.http_server import Server
 from wpwithin.journal import FileJournal
@@ -50,6 +49,8 @@ class Thing:
         if self.config.producer["enabled"]:
             await self._start_producer()
         if self.config.consumer["enabled"]:
+            from wpwithin.consumer_role import ConsumerRole  # not in producer-only images
+
             self.consumer = ConsumerRole(
                 self.config.consumer["clientId"] or self.server_id + "-consumer", self._secrets.card,
                 GatewayClient(self.config.gateway["url"], ca=self.gateway_ca,
