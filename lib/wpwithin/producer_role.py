@@ -16,7 +16,7 @@ from wpwithin import producer, wire
 from wpwithin.errors import (
     BAD_GATEWAY, GATEWAY_TIMEOUT, PAYMENT_DECLINED, UNAVAILABLE, PeerError, ProtocolError)
 from wpwithin.gateway_wire import FAILED, SUCCESS, GatewayError
-from wpwithin.http_client import NetError
+from wpwithin.net_errors import NetError
 from wpwithin.ledger import ANSWER, PAYING
 
 

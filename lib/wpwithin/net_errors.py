@@ -1,0 +1,43 @@
+"""Typed errors of the network shell: what can go wrong talking to a peer.
+
+Every failure of the HTTP client is one of these, all NetError, so a
+caller can retry, report or give up by type. Messages name the host, port
+and phase; they never hold headers, bodies, keys or tokens. Never does I/O.
+"""
+
+
+class NetError(Exception):
+    """A request to a peer failed; `message` says where and why."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+class HttpTimeout(NetError):
+    """Connecting, sending or a read took longer than the timeout."""
+
+
+class ConnectFailed(NetError):
+    """No connection: refused, unreachable or the name did not resolve."""
+
+
+class ConnectionDropped(NetError):
+    """The peer closed or reset the connection before the whole response arrived.
+
+    `answered` is False when not a byte of the response came back (a
+    request on a reused keep-alive connection may then be retried, if it
+    is safe to repeat).
+    """
+
+    def __init__(self, message, answered=True):
+        super().__init__(message)
+        self.answered = answered
+
+
+class TlsFailed(NetError):
+    """The TLS handshake failed: certificate refused, wrong host name, or protocol error."""
+
+
+class BadResponse(NetError):
+    """The response broke HTTP/1.1 or one of our limits (too large, malformed)."""
