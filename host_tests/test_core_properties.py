@@ -1,7 +1,8 @@
 """Property-based tests of the core (CPython, hypothesis): round trips, hostile input, ledger invariants."""
-import hmac
 import hashlib
+import hmac
 import json
+import tempfile
 
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -106,10 +107,10 @@ def test_micropython_hmac_matches_cpython_hmac(vectors):
         "    k, m = line.split(':')\n"
         "    print(binascii.hexlify(hmac_sha256(binascii.unhexlify(k), binascii.unhexlify(m))).decode())\n"
     )
-    path = mpy.ROOT + "/.pytest_cache/hmac_vectors.txt"
-    with open(path, "w") as f:
-        f.write("\n".join("%s:%s" % (k.hex() or "", m.hex() or "") for k, m in vectors))
-    proc = mpy.run(["-c", script.replace("sys.stdin.read()", "open(%r).read()" % path)])
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+        f.write("\n".join("%s:%s" % (k.hex(), m.hex()) for k, m in vectors))
+        f.flush()
+        proc = mpy.run(["-c", script.replace("sys.stdin.read()", "open(%r).read()" % f.name)])
     assert proc.returncode == 0, proc.stderr
     got = proc.stdout.split()
     assert got == [hmac.new(k, m, hashlib.sha256).hexdigest() for k, m in vectors]
