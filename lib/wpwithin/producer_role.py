@@ -14,10 +14,10 @@ import asyncio
 
 from wpwithin import producer, wire
 from wpwithin.errors import (
-    BAD_GATEWAY, GATEWAY_TIMEOUT, PAYMENT_DECLINED, UNAVAILABLE, PeerError, ProtocolError)
+    BAD_GATEWAY, GATEWAY_TIMEOUT, INTERNAL, PAYMENT_DECLINED, UNAVAILABLE, PeerError, ProtocolError)
 from wpwithin.gateway_wire import FAILED, SUCCESS, GatewayError
 from wpwithin.net_errors import NetError
-from wpwithin.ledger import ANSWER, PAYING
+from wpwithin.ledger import ANSWER, PAID, PAYING
 
 
 class Hooks:
@@ -45,7 +45,7 @@ class ListJournal:
 
 class ProducerRole:
     def __init__(self, core, gateway, clock, random, journal=None, hooks=None, log=None,
-                 url_prefix="", hook_timeout=30, time_known=None):
+                 url_prefix="", hook_timeout=30, time_known=None, settle_after=60):
         self.core = core
         self.gateway = gateway
         self.clock = clock  # () -> Unix seconds (int)
@@ -56,6 +56,7 @@ class ProducerRole:
         self.url_prefix = url_prefix
         self.hook_timeout = hook_timeout
         self.time_known = time_known or (lambda: True)
+        self.settle_after = settle_after  # s a charge may take to show at the gateway
         self._paying = {}  # ref -> Event set when the attempt in flight ends
         self.last_errors = []
 
@@ -104,22 +105,34 @@ class ProducerRole:
 
     async def _payment(self, request):
         ref = wire.parse_payment_request(request)["paymentReferenceID"]
-        while ref in self._paying:  # another request is paying this order: share its outcome
-            await self._paying[ref].wait()
+        await self._wait_turn(ref)
         order = self.core.ledger.orders.get(ref)
         if order is not None and order.state == PAYING:
             await self.resolve(order)  # left PAYING by a lost answer or a reset
         step, answer, record, ref = self.core.payment(request, self._now())
         if step == ANSWER:
             return answer
-        done = asyncio.Event()
-        self._paying[ref] = done
+        done = self._take_turn(ref)
         try:
             self._write([record])
             return await self._charge(ref, answer)
         finally:
-            del self._paying[ref]
-            done.set()
+            self._end_turn(ref, done)
+
+    # One attempt at a time per order: later requests wait for it and share its outcome.
+
+    async def _wait_turn(self, ref):
+        while ref in self._paying:
+            await self._paying[ref].wait()
+
+    def _take_turn(self, ref):
+        done = asyncio.Event()
+        self._paying[ref] = done
+        return done
+
+    def _end_turn(self, ref, done):
+        del self._paying[ref]
+        done.set()
 
     async def _charge(self, ref, order_request):
         try:
@@ -127,8 +140,11 @@ class ProducerRole:
         except GatewayError as exc:
             if exc.http_status >= 500:
                 return await self._unknown(ref, "gateway error %d" % exc.http_status)
-            # The gateway refused the request itself (e.g. token used or unknown): nothing charged.
+            # The gateway refused the request itself: nothing was charged.
             self._write([self.core.ledger.failed(ref, exc.custom_code)])
+            if exc.custom_code == "UNAUTHORIZED":
+                self._remember("the gateway refused this producer's merchant keys: %s" % exc.message)
+                raise ProtocolError(INTERNAL, "the producer cannot take payments now (merchant account refused)")
             raise ProtocolError(PAYMENT_DECLINED, "gateway refused the payment: %s %s"
                                 % (exc.custom_code, exc.message))
         except (NetError, PeerError) as exc:
@@ -150,16 +166,26 @@ class ProducerRole:
         # The charge may or may not have happened: ask the gateway rather than guess.
         self.log("payment %s: outcome unknown (%s); asking the gateway" % (ref, why))
         order = self.core.ledger.orders[ref]
-        if await self.resolve(order):
+        if await self._ask_gateway(order):
             return self.core.payment_response(order)
         raise ProtocolError(BAD_GATEWAY, "payment not taken (%s); retry with a new card token" % order.failure)
 
     async def resolve(self, order):
-        """Settle an order left PAYING: True if the gateway holds a paid order for it.
+        """Settle an order left PAYING (a lost answer, a reset): True if it turned out paid.
 
-        If the gateway cannot be asked either, the order stays PAYING and
-        the caller gets 504; a later retry asks again. Never charges.
+        Never charges. Raises ProtocolError(504) while the outcome cannot be
+        known yet; the order stays PAYING and a later retry asks again.
         """
+        await self._wait_turn(order.ref)
+        if order.state != PAYING:
+            return order.state == PAID
+        done = self._take_turn(order.ref)
+        try:
+            return await self._ask_gateway(order)
+        finally:
+            self._end_turn(order.ref, done)
+
+    async def _ask_gateway(self, order):
         try:
             found = await self.gateway.find_orders(order.ref)
         except (NetError, GatewayError, PeerError) as exc:
@@ -170,6 +196,10 @@ class ProducerRole:
             if result["paymentStatus"] == SUCCESS and result["amount"] == order.total:
                 self._settle(order.ref, result)
                 return True
+        if not found and self._now() < order.paying_since + self.settle_after:
+            # A slow gateway may still commit the order it has not shown yet: do not call it failed.
+            raise ProtocolError(GATEWAY_TIMEOUT, "payment outcome not known yet; retry later with the "
+                                "same paymentReferenceID (it will not be charged twice)")
         reason = found[0]["paymentStatusReason"] if found else "no order at the gateway"
         self._write([self.core.ledger.failed(order.ref, reason or FAILED)])
         return False
@@ -191,7 +221,13 @@ class ProducerRole:
         del self.last_errors[:-5]
 
     async def expire(self):
-        """Drop stale quotes and expired tokens, refunding unused units where the token says so."""
+        """Settle stuck payments; drop stale quotes and expired tokens, refunding unused units as promised."""
+        for order in self.core.ledger.unresolved():
+            if order.ref not in self._paying:
+                try:
+                    await self.resolve(order)
+                except ProtocolError:
+                    pass  # still unknown: the next sweep asks again
         for order, owed in self.core.ledger.due(self._now()):
             if owed:
                 try:
