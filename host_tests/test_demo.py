@@ -20,8 +20,13 @@ def demo_processes():
     return found
 
 
-def test_demo_buys_delivers_in_two_sessions_and_sees_a_decline():
-    proc = subprocess.run([sys.executable, os.path.join(mpy.ROOT, "tools", "demo.py")],
+SERVICE_KEY = "T_S_f50ecb46-ca82-44a7-9c40-421818af5996"
+CARD_FORMS = [b"4444333322221111", b"4444 3333 2222 1111", b"4444-3333-2222-1111", b"444433332222"]
+
+
+def test_demo_buys_delivers_in_two_sessions_and_sees_a_decline(tmp_path):
+    workdir = tmp_path / "wpw-demo-work"
+    proc = subprocess.run([sys.executable, os.path.join(mpy.ROOT, "tools", "demo.py"), "--workdir", str(workdir)],
                           capture_output=True, text=True, timeout=120)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
@@ -33,5 +38,18 @@ def test_demo_buys_delivers_in_two_sessions_and_sees_a_decline():
     assert "declined, nothing charged: 402" in out
     assert '"charged": 300' in out and '"refunded": 0' in out
     assert out.rstrip().endswith("demo passed")
-    assert "4444333322221111" not in out + proc.stderr
     assert demo_processes() == []
+    # Secrets: the card (any formatting), its CVC and the service key appear in no output and
+    # no file the run wrote, but the producer's own secrets file.
+    seen = [("output", (out + proc.stderr).encode())]
+    for folder, _, files in os.walk(workdir):
+        for name in files:
+            if name != "secrets.json":
+                with open(os.path.join(folder, name), "rb") as f:
+                    seen.append((name, f.read()))
+    assert {name for name, _ in seen} >= {"output", "ledger.journal", "gateway.db", "processes.log"}
+    for name, data in seen:
+        # Files hold random hex (keys, uuids) that may contain 9731 by chance: look for it as a value.
+        cvc = b"9731" if name == "output" else b'"9731"'
+        for secret in CARD_FORMS + [cvc, SERVICE_KEY.encode()]:
+            assert secret not in data, (secret, name)

@@ -30,7 +30,7 @@ from wpwithin.gateway_wire import Card, mask_card  # noqa: E402
 
 CLIENT_KEY = "T_C_03eaa1d3-4642-4079-b030-b543ee04b5af"
 SERVICE_KEY = "T_S_f50ecb46-ca82-44a7-9c40-421818af5996"
-GOOD_CARD = Card("Bilbo Baggins", "4444333322221111", 11, 2030, "123")
+GOOD_CARD = Card("Bilbo Baggins", "4444333322221111", 11, 2030, "9731")
 DECLINED_CARD = Card("Frodo Baggins", "4000000000000002", 11, 2030, "123")
 START = time.monotonic()
 
@@ -155,8 +155,12 @@ async def shop(gateway_url, ca, ports):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--workdir", help="work in this (new or empty) directory; implies --keep")
     args = parser.parse_args()
-    workdir = tempfile.mkdtemp(prefix="wpw-demo-")
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
+        args.keep = True
+    workdir = args.workdir or tempfile.mkdtemp(prefix="wpw-demo-")
     log = open(os.path.join(workdir, "processes.log"), "w")
     processes = Processes(log)
     ports = (18980 + os.getpid() % 500 * 2, 18981 + os.getpid() % 500 * 2)
