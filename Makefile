@@ -16,9 +16,10 @@ test: $(STAMP)
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --disable-pip-version-check --quiet -r requirements.txt
+	$(VENV)/bin/pip install --disable-pip-version-check --quiet --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
 clean:

@@ -118,3 +118,13 @@ def test_consumer_refuses_a_changed_server_id():
     prices["serverID"] = "someone-else"
     err = raises(PeerError, purchase.check_prices, trip(prices))
     assert "serverID" in str(err)
+
+
+def test_a_service_or_price_not_offered_is_its_own_error():
+    from wpwithin.errors import NotOffered
+
+    hte = producer()
+    err = raises(NotOffered, Purchase("client-1", 9, 1, 1).check_services, trip(hte.services()))
+    assert "service 9" in str(err)
+    err = raises(NotOffered, Purchase("client-1", 1, 9, 1).check_prices, trip(hte.prices("1")))
+    assert "price 9" in str(err)

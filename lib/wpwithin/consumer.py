@@ -16,7 +16,7 @@ more units than were asked for or are left. A failed check raises PeerError
 naming the field. Never does I/O and never sees the card number.
 """
 from wpwithin import wire
-from wpwithin.errors import PeerError, ProtocolError
+from wpwithin.errors import NotOffered, PeerError, ProtocolError
 
 
 def _decode(parse, obj, what):
@@ -58,7 +58,7 @@ class Purchase:
         for entry in msg["services"]:
             if entry["ServiceID"] == self.service_id:
                 return entry
-        raise PeerError("producer does not offer service %d" % self.service_id)
+        raise NotOffered("producer does not offer service %d" % self.service_id)
 
     def check_prices(self, obj):
         msg = _decode(wire.parse_price_list, obj, "price list")
@@ -67,7 +67,7 @@ class Purchase:
         for entry in msg["prices"]:
             self.prices[entry["priceID"]] = entry
         if self.price_id not in self.prices:
-            raise PeerError("producer has no price %d for service %d" % (self.price_id, self.service_id))
+            raise NotOffered("producer has no price %d for service %d" % (self.price_id, self.service_id))
         return msg["prices"]
 
     def total_request(self):

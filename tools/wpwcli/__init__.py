@@ -1,0 +1,1 @@
+"""The wpw command line (host tool); see main.py."""
