@@ -30,13 +30,17 @@ def test_demo_buys_delivers_in_two_sessions_and_sees_a_decline(tmp_path):
                           capture_output=True, text=True, timeout=120)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "producer under MicroPython" in out
-    assert "quotes 12 kWh at price 2 (volume tier): GBP 3.00" in out
-    assert "delivery ended: 5 kWh supplied, 7 kWh left" in out
-    assert "delivery ended: 7 kWh supplied, 0 kWh left" in out
+    assert out.count("producer under MicroPython") == 2
+    assert "found charger-bay-3" in out and "found meter-mill-lane" in out
+    assert "quote: 12 kWh at price 2 = GBP 3.00" in out  # the volume tier
+    assert "delivery ended, 5 kWh supplied, 7 kWh left" in out  # partial consumption...
+    assert "delivery ended, 7 kWh supplied, 0 kWh left" in out  # ...over two sessions
     assert "refused, as it must be: 409" in out
+    assert "delivery ended, 45 minutes supplied" in out
     assert "declined, nothing charged: 402" in out
-    assert '"charged": 300' in out and '"refunded": 0' in out
+    assert '"charged": 525' in out and '"refunded": 0' in out
+    svg = (workdir / "purchase.svg").read_text()
+    assert svg.startswith("<svg") and "charger-bay-3" in svg and "meter-mill-lane" in svg and ">402<" in svg
     assert out.rstrip().endswith("demo passed")
     assert demo_processes() == []
     # Secrets: the card (any formatting), its CVC and the service key appear in no output and

@@ -25,11 +25,23 @@ sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools")]
 from gatewaysim.ledger import Ledger  # noqa: E402
 from wpwithin import discovery, http_client, wire  # noqa: E402
 from wpwithin.consumer_role import ConsumerRole, ProducerError  # noqa: E402
-from wpwithin.gateway_client import GatewayClient  # noqa: E402
+from wpwithin.gateway_client import GatewayClient, parse_url  # noqa: E402
+from wpwcli import trace  # noqa: E402
 from wpwithin.gateway_wire import Card, mask_card  # noqa: E402
 
 CLIENT_KEY = "T_C_03eaa1d3-4642-4079-b030-b543ee04b5af"
 SERVICE_KEY = "T_S_f50ecb46-ca82-44a7-9c40-421818af5996"
+METER_KEYS = ("T_C_6b1d3f4e-8a2c-4e5f-9b7a-1c2d3e4f5a6b", "T_S_0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f")
+CHARGER = {"description": "Car charger, bay 3 (virtual)", "serverId": "charger-bay-3", "keys": (CLIENT_KEY, SERVICE_KEY),
+           "services": [{"id": 1, "name": "Car charge", "description": "Electric vehicle charging", "prices": [
+               {"id": 1, "amount": 30, "currency": "GBP", "unitId": 1, "unitDescription": "kWh",
+                "description": "Up to 10 kWh", "maxUnits": 10},
+               {"id": 2, "amount": 25, "currency": "GBP", "unitId": 1, "unitDescription": "kWh",
+                "description": "11 kWh and more", "minUnits": 11, "maxUnits": 100}]}]}
+METER = {"description": "Parking meter, Mill Lane (virtual)", "serverId": "meter-mill-lane", "keys": METER_KEYS,
+         "services": [{"id": 1, "name": "Parking", "description": "One parking bay", "capacity": 480, "prices": [
+             {"id": 1, "amount": 5, "currency": "GBP", "unitId": 2, "unitDescription": "minute",
+              "description": "Per minute, up to 4 hours", "maxUnits": 240}]}]}
 GOOD_CARD = Card("Bilbo Baggins", "4444333322221111", 11, 2030, "9731")
 DECLINED_CARD = Card("Frodo Baggins", "4000000000000002", 11, 2030, "123")
 START = time.monotonic()
@@ -77,75 +89,99 @@ class Processes:
         self.children = []
 
 
-def producer_config(workdir, gateway_url, ca_path, ports):
+def producer_config(workdir, gateway_url, ca_path, ports, thing=CHARGER):
+    """Write a producer's config.json and secrets.json into workdir/serverId; returns the config path."""
+    folder = os.path.join(workdir, thing["serverId"])
+    os.makedirs(folder, exist_ok=True)
     config = {
-        "device": {"description": "Car charger, bay 3 (virtual)", "serverId": "charger-bay-3"},
+        "device": {"description": thing["description"], "serverId": thing["serverId"]},
         "network": {"host": "127.0.0.1", "hostname": "127.0.0.1", "port": 0,
                     "broadcastAddress": discovery.LOOPBACK_BROADCAST, "broadcastPort": ports[0],
                     "probePort": ports[1], "broadcastIntervalMs": 5000},
         "gateway": {"url": gateway_url, "ca": ca_path, "timeout": 10},
-        "producer": {"enabled": True, "journal": "ledger.journal", "services": [
-            {"id": 1, "name": "Car charge", "description": "Electric vehicle charging", "prices": [
-                {"id": 1, "amount": 30, "currency": "GBP", "unitId": 1, "unitDescription": "kWh",
-                 "description": "Up to 10 kWh", "maxUnits": 10},
-                {"id": 2, "amount": 25, "currency": "GBP", "unitId": 1, "unitDescription": "kWh",
-                 "description": "11 kWh and more", "minUnits": 11, "maxUnits": 100}]}]},
+        "producer": {"enabled": True, "journal": "ledger.journal", "services": thing["services"]},
     }
-    secrets = {"merchantClientKey": CLIENT_KEY, "merchantServiceKey": SERVICE_KEY,
+    secrets = {"merchantClientKey": thing["keys"][0], "merchantServiceKey": thing["keys"][1],
                "tokenSigningSecret": os.urandom(32).hex()}
     for name, obj in (("config.json", config), ("secrets.json", secrets)):
-        with open(os.path.join(workdir, name), "w") as f:
+        with open(os.path.join(folder, name), "w") as f:
             json.dump(obj, f, indent=2)
-    return os.path.join(workdir, "config.json")
+    return os.path.join(folder, "config.json")
 
 
-async def shop(gateway_url, ca, ports):
+async def show_offer(consumer, producer):
+    for service in await consumer.services(producer):
+        say("Select", "%s: service %d %s (%s)" % (producer.server_id, service["ServiceID"], service["ServiceName"],
+                                                 service["ServiceDescription"]))
+        for price in await consumer.prices(producer, service["ServiceID"]):
+            per = price["pricePerUnit"]
+            say("Select", "  price %d: %s per %s (%s)" % (
+                price["priceID"], money(per["amount"], per["currencyCode"]), price["unitDescription"],
+                price["priceDescription"]))
+
+
+async def buy(consumer, producer, price_id, units, unit):
+    purchase = await consumer.select(producer, 1, price_id, units)
+    total = purchase.total
+    say("Select", "asked %s for %d %s at price %d; quote: %d %s at price %d = %s" % (
+        producer.server_id, units, unit, price_id, total["unitsToSupply"], unit, total["priceID"],
+        money(total["totalPrice"])))
+    say("Pay", "card %s -> one-use token at the gateway; token -> producer, who charges it"
+        % mask_card(GOOD_CARD.number))
+    paid = await consumer.pay(producer, purchase)
+    say("Pay", "paid %s; delivery token %s... for %d %s, expires %s" % (
+        money(paid["totalPaid"]), paid["serviceDeliveryToken"]["key"][:8], purchase.remaining, unit,
+        paid["serviceDeliveryToken"]["expiry"]))
+    return purchase
+
+
+async def deliver(consumer, producer, purchase, units, unit):
+    await consumer.begin(producer, purchase, units)
+    say("Release", "%s: delivery began, %d %s" % (producer.server_id, units, unit))
+    end = await consumer.end(producer, purchase, units)
+    say("Release", "%s: delivery ended, %d %s supplied, %d %s left on the token" % (
+        producer.server_id, end["unitsJustSupplied"], unit, end["unitsRemaining"], unit))
+
+
+async def shop(gateway_url, ca, ports, recorder):
     with open(ca, "rb") as f:
         gateway = GatewayClient(gateway_url, ca=f.read())
     consumer = ConsumerRole("car-7", GOOD_CARD, gateway)
     say("Discover", "probing for producers on %s:%d" % (discovery.LOOPBACK_BROADCAST, ports[1]))
-    found = await consumer.discover(3000, probe_to=discovery.LOOPBACK_BROADCAST, enough=1,
+    found = await consumer.discover(3000, probe_to=discovery.LOOPBACK_BROADCAST, enough=2,
                                     port=ports[0], probe_port=ports[1])
-    if not found:
-        raise RuntimeError("no producer answered the probe")
-    producer = found[0]
-    say("Discover", "found %s \"%s\" at %s:%d" % (producer.server_id, producer.description,
-                                                  producer.host, producer.port))
-    for service in await consumer.services(producer):
-        say("Select", "service %d: %s (%s)" % (service["ServiceID"], service["ServiceName"],
-                                             service["ServiceDescription"]))
-    for price in await consumer.prices(producer, 1):
-        per = price["pricePerUnit"]
-        say("Select", "  price %d: %s per %s (%s)" % (price["priceID"], money(per["amount"], per["currencyCode"]),
-                                                    price["unitDescription"], price["priceDescription"]))
-    purchase = await consumer.select(producer, 1, 1, 12)
-    total = purchase.total
-    say("Select", "asked 12 kWh at price 1; producer quotes %d kWh at price %d (volume tier): %s, ref %s"
-        % (total["unitsToSupply"], total["priceID"], money(total["totalPrice"]), total["paymentReferenceID"]))
-    say("Pay", "card %s -> one-use token at the gateway; token -> producer" % mask_card(GOOD_CARD.number))
-    paid = await consumer.pay(producer, purchase)
-    say("Pay", "paid %s; delivery token %s... expires %s" % (
-        money(paid["totalPaid"]), paid["serviceDeliveryToken"]["key"][:8], paid["serviceDeliveryToken"]["expiry"]))
-    for units in (5, 7):
-        await consumer.begin(producer, purchase, units)
-        say("Release", "delivery began: %d kWh" % units)
-        end = await consumer.end(producer, purchase, units)
-        say("Release", "delivery ended: %d kWh supplied, %d kWh left on the token"
-            % (end["unitsJustSupplied"], end["unitsRemaining"]))
+    producers = dict((p.server_id, p) for p in found)
+    for producer in found:
+        say("Discover", "found %s \"%s\" at %s:%d" % (producer.server_id, producer.description,
+                                                      producer.host, producer.port))
+    if sorted(producers) != sorted([CHARGER["serverId"], METER["serverId"]]):
+        raise RuntimeError("expected the charger and the meter, found %s" % sorted(producers))
+    charger, meter = producers[CHARGER["serverId"]], producers[METER["serverId"]]
+    for producer in found:
+        recorder.names[(producer.host, producer.port)] = producer.server_id
+    await show_offer(consumer, charger)
+    await show_offer(consumer, meter)
+
+    charge = await buy(consumer, charger, 1, 12, "kWh")
+    for units in (5, 7):  # a partial consumption: two delivery sessions on one token
+        await deliver(consumer, charger, charge, units, "kWh")
     # Our consumer core would not even ask; send the request by hand to see the producer refuse it.
     status, _, body = await http_client.request(
-        "POST", producer.host, producer.port, "/service/1/delivery/begin",
-        wire.encode_json(wire.begin_request(consumer.client_id, purchase.token, 1)),
+        "POST", charger.host, charger.port, "/service/1/delivery/begin",
+        wire.encode_json(wire.begin_request(consumer.client_id, charge.token, 1)),
         {"Content-Type": "application/json"})
     if status == 200:
         raise RuntimeError("the producer delivered beyond what was paid")
     say("Release", "one more kWh refused, as it must be: %d %s" % (status, json.loads(body)["message"]))
 
+    parking = await buy(consumer, meter, 1, 45, "minutes")
+    await deliver(consumer, meter, parking, 45, "minutes")
+
     declined = ConsumerRole("van-2", DECLINED_CARD, gateway)
-    purchase = await declined.select(producer, 1, 1, 3)
-    say("Select", "second consumer van-2: 3 kWh for %s" % money(purchase.total["totalPrice"]))
+    purchase = await declined.select(meter, 1, 1, 30)
+    say("Select", "second consumer van-2: 30 minutes for %s" % money(purchase.total["totalPrice"]))
     try:
-        await declined.pay(producer, purchase)
+        await declined.pay(meter, purchase)
         raise RuntimeError("a declined card was charged")
     except ProducerError as exc:
         say("Pay", "card %s declined, nothing charged: %d %s" % (mask_card(DECLINED_CARD.number),
@@ -156,6 +192,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--workdir", help="work in this (new or empty) directory; implies --keep")
+    parser.add_argument("--trace", help="write the sequence diagram here (default: purchase.svg in the work directory)")
     args = parser.parse_args()
     if args.workdir:
         os.makedirs(args.workdir, exist_ok=True)
@@ -170,15 +207,25 @@ def main():
         db = os.path.join(workdir, "gateway.db")
         url = processes.start("gateway", [sys.executable, os.path.join(ROOT, "tools", "gateway"), "--port", "0",
                                           "--tls", os.path.join(workdir, "tls"), "--db", db,
-                                          "--merchant", "%s:%s:charger" % (CLIENT_KEY, SERVICE_KEY)], "http")
+                                          "--merchant", "%s:%s:charger" % CHARGER["keys"],
+                                          "--merchant", "%s:%s:meter" % METER["keys"]], "http")
         say("Start", "simulated gateway at %s (test CA, SQLite ledger)" % url)
         ca = os.path.join(workdir, "tls", "ca.pem")
-        config = producer_config(workdir, url, ca, ports)
-        line = processes.start("producer", [sys.executable, os.path.join(ROOT, "tools", "thing"),
-                                            "--config", config, "--runtime", "micropython"],
-                               "listening on")
-        say("Start", "producer under MicroPython: %s" % line)
-        asyncio.run(shop(url, ca, ports))
+        for thing in (CHARGER, METER):
+            config = producer_config(workdir, url, ca, ports, thing)
+            line = processes.start(thing["serverId"], [sys.executable, os.path.join(ROOT, "tools", "thing"),
+                                                       "--config", config, "--runtime", "micropython"],
+                                   "listening on")
+            say("Start", "producer under MicroPython: %s" % line)
+        recorder = trace.Recorder(parse_url(url)[1:3])
+        recorder.install()
+        try:
+            asyncio.run(shop(url, ca, ports, recorder))
+        finally:
+            recorder.uninstall()
+            with open(args.trace or os.path.join(workdir, "purchase.svg"), "w") as f:
+                f.write(recorder.render("make demo: a car buys charging and parking"))
+        say("Trace", "sequence diagram: %s" % (args.trace or os.path.join(workdir, "purchase.svg")))
         summary = Ledger(db, create=False).reconcile()
         totals = summary["totals"]
         say("Ledger", "gateway ledger: %s" % json.dumps(totals, sort_keys=True))

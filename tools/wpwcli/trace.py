@@ -1,8 +1,9 @@
 """Sequence diagrams of a purchase: every HTTP message the CLI sends, drawn as SVG.
 
 Recorder wraps the lib's http_client.request so each exchange (who, route,
-status, time) is noted as it happens; render() draws consumer, producer and
-gateway lanes with one arrow per request and per answer. The producer's own
+status, time) is noted as it happens; render() draws a lane for the
+consumer, one per producer and one for the gateway, with one arrow per
+request and per answer. The producer's own
 call to the gateway (inside POST /payment) is drawn as a note, since the CLI
 cannot see it. Card numbers, tokens' keys and service keys are never drawn.
 """
@@ -11,13 +12,11 @@ from xml.sax.saxutils import escape
 
 from wpwithin import http_client
 
-LANES = ("consumer", "producer", "gateway")
-
-
 class Recorder:
     def __init__(self, gateway_host_port=None):
         self.gateway = gateway_host_port
         self.events = []  # (seconds since start, lane from, lane to, label, status or None)
+        self.names = {}  # (host, port) -> what to call that producer's lane
         self.start = time.monotonic()
         self._request = None
 
@@ -26,7 +25,7 @@ class Recorder:
         self._request = http_client.request
 
         async def traced(method, host, port, path, *args, **kwargs):
-            lane = "gateway" if (host, port) == self.gateway else "producer"
+            lane = "gateway" if (host, port) == self.gateway else (host, port)
             label = "%s %s" % (method, path.split("?")[0])
             self.events.append((time.monotonic() - self.start, "consumer", lane, label, None))
             try:
@@ -35,8 +34,8 @@ class Recorder:
                 self.events.append((time.monotonic() - self.start, lane, "consumer", type(exc).__name__, "error"))
                 raise
             status = answer[0]
-            if lane == "producer" and path.endswith("/payment"):
-                self.events.append((time.monotonic() - self.start, "producer", "gateway",
+            if lane != "gateway" and path.endswith("/payment"):
+                self.events.append((time.monotonic() - self.start, lane, "gateway",
                                     "POST /orders (the producer charges the token)", "note"))
             self.events.append((time.monotonic() - self.start, lane, "consumer", "%d" % status, status))
             return answer
@@ -47,19 +46,35 @@ class Recorder:
         if self._request is not None:
             http_client.request = self._request
 
+    def lanes(self):
+        """Lane keys in order: consumer, producers as first met, gateway."""
+        producers = []
+        for _, source, target, _, _ in self.events:
+            for key in (source, target):
+                if isinstance(key, tuple) and key not in producers:
+                    producers.append(key)
+        return ["consumer"] + producers + ["gateway"]
+
+    def _label(self, key):
+        if isinstance(key, tuple):
+            return self.names.get(key, "producer %s:%d" % key)
+        return key
+
     def render(self, title="purchase"):
         """The diagram as SVG text."""
-        lane_x = dict((lane, 120 + 260 * i) for i, lane in enumerate(LANES))
+        lanes = self.lanes()
+        lane_x = dict((lane, 120 + 240 * i) for i, lane in enumerate(lanes))
         row = 34
         height = 90 + row * len(self.events)
         out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
-               'font-size="12">' % (260 * len(LANES) + 60, height),
+               'font-size="12">' % (240 * len(lanes) + 60, height),
                '<rect width="100%" height="100%" fill="white"/>',
                '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
                '<path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>',
                '<text x="10" y="18" font-weight="bold">%s</text>' % escape(title)]
         for lane, x in lane_x.items():
-            out.append('<text x="%d" y="44" text-anchor="middle" font-weight="bold">%s</text>' % (x, lane))
+            out.append('<text x="%d" y="44" text-anchor="middle" font-weight="bold">%s</text>'
+                       % (x, escape(self._label(lane))))
             out.append('<line x1="%d" y1="52" x2="%d" y2="%d" stroke="#999" stroke-dasharray="4"/>'
                        % (x, x, height - 10))
         for i, (at, source, target, label, status) in enumerate(self.events):
