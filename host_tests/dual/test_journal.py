@@ -107,3 +107,14 @@ def test_compaction_cut_between_remove_and_rename_is_recovered():
     journal.close()
     os.rename(path, path + ".tmp")  # as if the old file was removed and the rename never ran
     assert Ledger.replay(FileJournal(path).load()).snapshot() == ledger.snapshot()
+
+
+def test_load_can_stream_records_into_the_ledger():
+    path = fresh("f")
+    journal = FileJournal(path)
+    journal.load()
+    ledger = sample_ledger(journal)
+    journal.close()
+    replayed = Ledger()
+    assert FileJournal(path).load(replayed.apply) == 5
+    assert replayed.snapshot() == ledger.snapshot()

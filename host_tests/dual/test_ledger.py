@@ -86,6 +86,17 @@ def test_expired_token_cannot_begin():
     refused(GONE, ledger.begin_delivery, order, 1, NOW + 10)
 
 
+def test_full_ledger_drops_a_fully_delivered_order_but_never_one_with_units_left():
+    ledger = Ledger(max_orders=2)
+    paid(ledger, "done", "k1", units=1)
+    paid(ledger, "open", "k2", units=2)
+    order = ledger.paid_order("k1", "c1", 1)
+    ledger.begin_delivery(order, 1, NOW)
+    ledger.end_delivery(order, 1)
+    assert ledger.quote("new", "c1", 1, 1, 1, 30, "GBP", NOW)[0] == ["x", "done"]
+    assert sorted(ledger.orders) == ["new", "open"]
+
+
 def test_full_ledger_drops_the_oldest_quote_but_never_a_paid_order():
     ledger = Ledger(max_orders=2)
     paid(ledger, "paid", "k1")

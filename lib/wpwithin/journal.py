@@ -56,12 +56,18 @@ class FileJournal:
         self.dropped = 0  # bytes of torn tail dropped by the last load()
         self._file = None
 
-    def load(self):
-        """All records, oldest first; opens the journal for appending."""
+    def load(self, apply=None):
+        """Replay the journal and open it for appending.
+
+        With `apply`, each record is passed to it as it is read and the
+        count is returned (memory stays flat however long the journal);
+        without, the records are returned as a list.
+        """
         tmp = self.path + ".tmp"
         if not _exists(self.path) and _exists(tmp):
             os.rename(tmp, self.path)  # a compaction was cut between its two steps
         records = []
+        count = 0
         bad_at = None
         if _exists(self.path):
             with open(self.path) as f:
@@ -79,14 +85,26 @@ class FileJournal:
                     if bad_at is not None:
                         raise JournalCorrupt("journal %s: line %d is damaged but later lines are not"
                                              % (self.path, bad_at))
-                    records.append(record)
+                    count += 1
+                    if apply is None:
+                        records.append(record)
+                    else:
+                        apply(record)
         if bad_at is not None:
-            self.dropped = os.stat(self.path)[6]
-            self.compact(records)
-            self.dropped -= self.size
+            self._drop_tail(bad_at)
         else:
             self._open()
-        return records
+        return records if apply is None else count
+
+    def _drop_tail(self, line_number):
+        # Keep the good lines before the torn one, by copying them to a new file and renaming it over.
+        size = os.stat(self.path)[6]
+        tmp = self.path + ".tmp"
+        with open(self.path) as old, open(tmp, "w") as new:
+            for _ in range(line_number - 1):
+                new.write(old.readline(MAX_LINE + 1))
+        self._replace(tmp)
+        self.dropped = size - self.size
 
     def _open(self):
         self._file = open(self.path, "a")
@@ -110,6 +128,9 @@ class FileJournal:
         with open(tmp, "w") as f:
             for record in records:
                 f.write(_line(record))
+        self._replace(tmp)
+
+    def _replace(self, tmp):
         try:
             os.rename(tmp, self.path)
         except OSError:  # FAT cannot rename over a file; load() recovers from the gap

@@ -188,12 +188,13 @@ class Ledger:
         return out
 
     def _make_room(self, now):
-        # Oldest unpaid quotes go first; paid orders are never dropped to make room.
-        quotes = [o for o in self.orders.values() if o.state == QUOTED]
-        if not quotes:
+        # Oldest unpaid quote or fully delivered order goes; an order with units left never does.
+        spare = [o for o in self.orders.values() if o.state == QUOTED or (
+            o.state == PAID and o.remaining() == 0 and not o.in_flight)]
+        if not spare:
             raise ProtocolError(UNAVAILABLE, "too many open orders; try again later")
-        oldest = quotes[0]
-        for o in quotes:
+        oldest = spare[0]
+        for o in spare:
             if o.quoted_at < oldest.quoted_at:
                 oldest = o
         return [self._do(["x", oldest.ref])]

@@ -61,8 +61,7 @@ class Thing:
         cfg, net = self.config.producer, self.config.network
         ledger = Ledger(max_orders=cfg["maxOrders"])
         self.journal = FileJournal(cfg["journal"])
-        for record in self.journal.load():
-            ledger.apply(record)
+        self.journal.load(ledger.apply)
         if self.journal.dropped:
             self.log("journal: dropped a torn last record (%d bytes)" % self.journal.dropped)
         core = Producer(self.server_id, self.config.catalogue, ledger, self._secrets.signing_secret,
