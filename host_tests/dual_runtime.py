@@ -10,6 +10,7 @@ never skipped.
 import importlib
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -82,7 +83,12 @@ class DualModule(pytest.File):
         return self._mp_results.get(name)
 
     def _run_micropython(self):
-        proc = mpy.run([RUNNER, str(self.path.parent), self.path.stem] + self.test_names, timeout=600)
+        try:
+            proc = mpy.run([RUNNER, str(self.path.parent), self.path.stem] + self.test_names, timeout=300)
+        except subprocess.TimeoutExpired as exc:
+            stuck = "MicroPython did not finish this module within %d s; output so far:\n%s" % (
+                exc.timeout, (exc.stdout or b"")[-2000:])
+            return dict((name, {"name": name, "ok": False, "error": stuck}) for name in self.test_names)
         results = {}
         for line in proc.stdout.split("\n"):
             if line.startswith(MARK):

@@ -67,6 +67,7 @@ REQUEST_DEADLINE = 10.0  # seconds from a request's first byte to its last
 IDLE_TIMEOUT = 30.0  # seconds a kept-alive connection may wait for its next request
 MAX_CONNECTIONS = 4  # lwIP on an ESP32 has 10 sockets for everything
 LINGER = 1.0  # seconds spent discarding input after an error, so the answer is not lost to a reset
+STALL = 1.0  # seconds after which a connection still sending its request may lose its slot to a new one
 
 
 def _ms(seconds, name):
@@ -98,6 +99,8 @@ class _Slot:
         self.armed = False
         self.expired = False  # set by the watchdog before it cancels the task
         self.idle = False  # kept alive, waiting for the next request
+        self.busy = False  # a whole request is in: being handled or answered
+        self.waiting_since = 0  # ticks when it began waiting for the request it is reading
 
 
 class Server:
@@ -105,7 +108,8 @@ class Server:
 
     def __init__(self, handler, host="0.0.0.0", port=64521, limits=None,
                  max_connections=MAX_CONNECTIONS, read_timeout=READ_TIMEOUT,
-                 request_timeout=REQUEST_DEADLINE, idle_timeout=IDLE_TIMEOUT, log=None, backlog=5):
+                 request_timeout=REQUEST_DEADLINE, idle_timeout=IDLE_TIMEOUT, log=None, backlog=5,
+                 stall_timeout=STALL):
         if type(max_connections) is not int or max_connections < 1:
             raise ValueError("max_connections must be a positive integer")
         self.handler = handler
@@ -119,6 +123,7 @@ class Server:
         self.request_ms = _ms(request_timeout, "request_timeout")
         self.idle_ms = _ms(idle_timeout, "idle_timeout")
         self.linger_ms = min(self.read_ms, _ms(LINGER, "LINGER"))
+        self.stall_ms = _ms(stall_timeout, "stall_timeout")
         self._tick_ms = max(5, min(self.read_ms, self.request_ms, self.idle_ms) // 4)
         self.log = log or _stderr_log
         self.backlog = backlog
@@ -225,27 +230,46 @@ class Server:
                 return slot
         return None
 
-    async def _evict_idle(self):
-        """Close one kept-alive connection waiting between requests; True if one was closed."""
+    def _victim(self):
+        """The slot a new connection may take when all are in use, or None.
+
+        First one kept alive between requests; else the one that has been
+        sending its request longest, if that is over stall_timeout: a
+        client that trickles or sends nothing cannot starve honest ones,
+        which send a request in one go.
+        """
+        now = ticks_ms()
+        stalest = None
         for slot in self._slots:
-            if slot.idle and slot.task is not None:
-                victim = slot.task
-                slot.idle = False
-                slot.armed = False
-                slot.expired = True
-                victim.cancel()
-                try:
-                    await victim
-                except asyncio.CancelledError:
-                    pass  # it was cancelled before it could run its handler
-                return True
-        return False
+            if slot.task is None or slot.busy:
+                continue
+            if slot.idle:
+                return slot
+            waited = ticks_diff(now, slot.waiting_since)
+            if waited >= self.stall_ms and (stalest is None or waited > ticks_diff(now, stalest.waiting_since)):
+                stalest = slot
+        return stalest
+
+    async def _evict(self):
+        """Close the connection _victim() names; True if one was closed."""
+        slot = self._victim()
+        if slot is None:
+            return False
+        victim = slot.task
+        slot.armed = False
+        slot.expired = True
+        victim.cancel()
+        try:
+            await victim
+        except asyncio.CancelledError:
+            pass  # it was cancelled before it could run its handler
+        return True
 
     async def _accept(self, reader, writer):
         slot = self._take_slot()
         if slot is None:
             try:
-                if await self._evict_idle():
+                if await self._evict():
                     slot = self._take_slot()
             except asyncio.CancelledError:
                 pass  # close() was called meanwhile: refuse, as when busy
@@ -259,6 +283,8 @@ class Server:
         slot.readinto = getattr(reader, "readinto", None)  # MicroPython: reads with no copy
         slot.expired = False
         slot.idle = False
+        slot.busy = False
+        slot.waiting_since = ticks_ms()
         slot.start = slot.end = 0
         try:
             await self._converse(slot, reader, writer)
@@ -275,6 +301,7 @@ class Server:
         finally:
             slot.armed = False
             slot.idle = False
+            slot.busy = False
             slot.task = None
             slot.readinto = None
             await _close(writer)
@@ -328,6 +355,7 @@ class Server:
                 else:
                     body = b""
                 slot.armed = False
+                slot.busy = True
                 if slot.start == slot.end:
                     slot.start = slot.end = 0
             except ProtocolError as exc:
@@ -349,6 +377,8 @@ class Server:
             self._arm(slot, self.read_ms)  # a peer that never reads cannot hold the slot
             await writer.drain()
             slot.armed = False
+            slot.busy = False
+            slot.waiting_since = ticks_ms()
             if close:
                 return
             first = False
