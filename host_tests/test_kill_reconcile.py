@@ -51,8 +51,9 @@ def write_config(folder, gateway_url, port):
         "network": {"host": "127.0.0.1", "hostname": "127.0.0.1", "port": port, "broadcastAddress": "127.255.255.255",
                     "broadcastPort": base, "probePort": base + 1},
         "gateway": {"url": gateway_url, "timeout": 10},
-        # Room for every order of the run, so none is dropped and each can be checked.
-        "producer": {"enabled": True, "journal": "ledger.journal", "maxOrders": 1024, "services": [
+        # Room for every order of the run, so none is dropped and each can be checked
+        # (hence the big heap: this is a host-side check, not a board's setting).
+        "producer": {"enabled": True, "journal": "ledger.journal", "maxOrders": 4096, "services": [
             {"id": 1, "name": "Charge", "prices": [{"id": 1, "amount": 7, "unitDescription": "kWh"}]}]},
     }
     secrets = {"merchantClientKey": CLIENT_KEY, "merchantServiceKey": SERVICE_KEY,
@@ -70,7 +71,7 @@ class ProducerProcess:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [mpy.micropython_path(), "-X", "heapsize=2m", os.path.join(mpy.ROOT, "tools", "thing_main.py"),
+            [mpy.micropython_path(), "-X", "heapsize=16m", os.path.join(mpy.ROOT, "tools", "thing_main.py"),
              "config.json", "secrets.json"],
             cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=dict(os.environ, MICROPYPATH=mpy.LIB + ":.frozen"))
@@ -136,7 +137,7 @@ def test_kills_lose_no_paid_units_and_charge_nothing_twice(tmp_path):
         producer_process.kill()
 
         journal = FileJournal(str(tmp_path / "ledger.journal"))
-        ledger = Ledger.replay(journal.load(), max_orders=1024)
+        ledger = Ledger.replay(journal.load(), max_orders=4096)
         journal.close()
         charged = {}
         for order in sim.ledger.orders():

@@ -1,8 +1,12 @@
 """Runs one Thing on a host from its configuration; the same code under MicroPython or CPython.
 
 Usage: thing_main.py CONFIG SECRETS
-Prints "listening on HOST:PORT" once the producer serves, then runs until
-killed. Started by tools/thing, which picks the runtime.
+Prints "listening on HOST:PORT serverID ID" once the producer serves (and
+"consumer CLIENTID ready" once the consumer is), then runs until
+interrupted: SIGINT (KeyboardInterrupt, on both runtimes) stops the Thing,
+closing its server and journal, prints "stopped" and exits 0. tools/thing
+starts it with the runtime asked for, and turns its own SIGTERM into that
+SIGINT. Every line is flushed at once: a parent reads them from a pipe.
 """
 import asyncio
 import sys
@@ -13,29 +17,34 @@ from wpwithin.config import ConfigError
 from wpwithin.thing import Thing
 
 
-def log(message):
-    print(message)
+def say(message):
+    sys.stdout.write(message + "\n")
+    flush = getattr(sys.stdout, "flush", None)  # CPython buffers a pipe; MicroPython does not
+    if flush is not None:
+        flush()
 
 
 async def run(thing):
     await thing.start()
     status = thing.status()
     if "listening" in status:
-        print("listening on %s serverID %s" % (status["listening"], thing.server_id))
-    else:
-        print("consumer %s ready" % status["clientID"])
+        say("listening on %s serverID %s" % (status["listening"], thing.server_id))
+    if "clientID" in status:
+        say("consumer %s ready" % status["clientID"])
+    if "heapReport" in status:
+        say("heap report on UDP %d (network.debugHeap)" % status["heapReport"])
     while True:
         await asyncio.sleep(3600)
 
 
 def main(argv):
     if len(argv) != 3:
-        print("usage: thing_main.py CONFIG SECRETS")
+        say("usage: thing_main.py CONFIG SECRETS")
         return 2
     try:
         config, secrets = config_file.load(argv[1], argv[2])
     except ConfigError as exc:
-        print("configuration error: %s" % exc)
+        say("configuration error: %s" % exc)
         return 2
     ca = None
     if config.gateway["ca"]:
@@ -46,14 +55,18 @@ def main(argv):
             with open(path, "rb") as f:
                 ca = f.read()
         except OSError:
-            print("configuration error: config.gateway.ca: cannot read %s" % path)
+            say("configuration error: config.gateway.ca: cannot read %s" % path)
             return 2
     board = HostBoard(ip=config.network["hostname"] or "127.0.0.1", id_file=argv[1] + ".board-id")
-    thing = Thing(config, secrets, board, log=log, gateway_ca=ca)
+    thing = Thing(config, secrets, board, log=say, gateway_ca=ca)
     try:
         asyncio.run(run(thing))
     except KeyboardInterrupt:
-        pass
+        try:
+            asyncio.run(thing.stop())
+        except KeyboardInterrupt:
+            pass  # interrupted twice (Ctrl-C reaches tools/thing's whole group): stop as things are
+        say("stopped")
     return 0
 
 

@@ -86,15 +86,16 @@ def test_expired_token_cannot_begin():
     refused(GONE, ledger.begin_delivery, order, 1, NOW + 10)
 
 
-def test_full_ledger_drops_a_fully_delivered_order_but_never_one_with_units_left():
-    ledger = Ledger(max_orders=2)
+def test_full_ledger_drops_a_fully_delivered_order_before_a_quote_and_never_one_with_units_left():
+    ledger = Ledger(max_orders=3)
     paid(ledger, "done", "k1", units=1)
     paid(ledger, "open", "k2", units=2)
+    quoted(ledger, "quote")
     order = ledger.paid_order("k1", "c1", 1)
     ledger.begin_delivery(order, 1, NOW)
     ledger.end_delivery(order, 1)
     assert ledger.quote("new", "c1", 1, 1, 1, 30, "GBP", NOW)[0] == ["x", "done"]
-    assert sorted(ledger.orders) == ["new", "open"]
+    assert sorted(ledger.orders) == ["new", "open", "quote"]
 
 
 def test_full_ledger_drops_the_oldest_quote_but_never_a_paid_order():

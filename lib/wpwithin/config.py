@@ -24,7 +24,7 @@ DEFAULTS = {
     "network": {"host": "0.0.0.0", "hostname": None, "port": 64521, "urlPrefix": "",
                 "broadcastAddress": discovery.BROADCAST_ADDRESS, "broadcastPort": discovery.BROADCAST_PORT,
                 "broadcastIntervalMs": discovery.INTERVAL_MS, "probePort": discovery.PROBE_PORT,
-                "maxConnections": 4, "readTimeout": 5},
+                "maxConnections": 4, "readTimeout": 5, "debugHeap": 0},
     "gateway": {"url": "https://api.worldpay.com/v1", "ca": None, "timeout": 10},
     "producer": {"enabled": False, "tokenLifetime": 7 * 86400, "refundOnExpiry": False,
                  "journal": "ledger.journal", "maxOrders": 32, "services": []},
@@ -78,6 +78,7 @@ class Config:
         _check(net["broadcastIntervalMs"], int, "config.network.broadcastIntervalMs", 100, 3600000)
         _check(net["maxConnections"], int, "config.network.maxConnections", 1, 64)
         _check(net["readTimeout"], int, "config.network.readTimeout", 1, 300)
+        _check(net["debugHeap"], int, "config.network.debugHeap", 0, 65535)
         _check(net["broadcastAddress"], str, "config.network.broadcastAddress")
         if net["urlPrefix"] and (not isinstance(net["urlPrefix"], str) or net["urlPrefix"][0] != "/"):
             raise ConfigError("config.network.urlPrefix must be empty or start with /")
@@ -92,7 +93,7 @@ class Config:
         if producer["enabled"]:
             _check(producer["tokenLifetime"], int, "config.producer.tokenLifetime", 60, 366 * 86400)
             _check(producer["refundOnExpiry"], bool, "config.producer.refundOnExpiry")
-            _check(producer["maxOrders"], int, "config.producer.maxOrders", 1, 1024)
+            _check(producer["maxOrders"], int, "config.producer.maxOrders", 1, 4096)
             _check(producer["journal"], str, "config.producer.journal")
             try:
                 self.catalogue = catalogue.from_config(producer["services"])

@@ -7,9 +7,16 @@ gateway), PeerError (an answer that breaks the protocol), NetError (no
 answer). The card goes only to the gateway; it is never logged, and
 repr() of this role shows no secret.
 """
+import asyncio
+
 from wpwithin import discovery, http_client, wire
 from wpwithin.consumer import Purchase
-from wpwithin.errors import PeerError, ProtocolError
+from wpwithin.errors import UNAVAILABLE, PeerError, ProtocolError
+
+# A producer at its connection cap answers 503 without reading the request,
+# and its other 503s (clock not set, too many open orders) change nothing
+# either: any request may be sent again. Waits 0.1, 0.2, 0.4, 0.8 s.
+BUSY_RETRIES = 4
 
 
 class ProducerError(Exception):
@@ -42,19 +49,24 @@ class Producer:
 
 
 class ConsumerRole:
-    def __init__(self, client_id, card, gateway, timeout=10):
+    def __init__(self, client_id, card, gateway, timeout=10, busy_retries=BUSY_RETRIES):
         self.client_id = client_id
         self._card = card
         self.gateway = gateway
         self.timeout = timeout
+        self.busy_retries = busy_retries
+        self.busy_answers = 0  # 503s met (and retried) so far
 
     def __repr__(self):
         return "<ConsumerRole %s>" % self.client_id
 
     async def discover(self, timeout_ms=6000, probe_to=None, enough=0, port=discovery.BROADCAST_PORT,
-                       probe_port=discovery.PROBE_PORT):
-        """Producers heard within timeout_ms, as Producer objects (fast with probe_to)."""
-        found = await discovery.scan(timeout_ms, port, probe_to, probe_port, enough)
+                       probe_port=discovery.PROBE_PORT, wanted=None):
+        """Producers heard within timeout_ms, as Producer objects (fast with probe_to).
+
+        Ends early once `enough` producers, or the one whose serverID is `wanted`, are heard.
+        """
+        found = await discovery.scan(timeout_ms, port, probe_to, probe_port, enough, wanted)
         return [Producer.from_broadcast(found[k]) for k in sorted(found)]
 
     async def _call(self, producer, method, route, body=None):
@@ -62,9 +74,16 @@ class ConsumerRole:
             raise ValueError("only http:// producers are supported")
         payload = None if body is None else wire.encode_json(body)
         headers = {"Content-Type": "application/json"} if payload is not None else None
-        status, _, data = await http_client.request(
-            method, producer.host, producer.port, producer.url_prefix + route, payload, headers,
-            timeout=self.timeout)
+        delay = 0.1
+        for attempt in range(self.busy_retries + 1):
+            status, _, data = await http_client.request(
+                method, producer.host, producer.port, producer.url_prefix + route, payload, headers,
+                timeout=self.timeout)
+            if status != UNAVAILABLE or attempt == self.busy_retries:
+                break
+            self.busy_answers += 1
+            await asyncio.sleep(delay)
+            delay *= 2
         try:
             obj = wire.decode_json(data, "producer's answer")
         except ProtocolError as exc:

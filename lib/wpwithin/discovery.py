@@ -132,9 +132,16 @@ class ProbeResponder:
         self.datagram = wire.encode_json(message)
         self.port = port
         self.answered = 0
+        self.sock = None
+
+    def open(self):
+        """Bind the probe port now: a probe sent as soon as the Thing says it is up is then heard."""
+        if self.sock is None:
+            self.sock = udp_socket(self.port)
 
     async def run(self):
-        sock = udp_socket(self.port)
+        self.open()
+        sock = self.sock
         try:
             while True:
                 data, sender = await recvfrom(sock, 64)
@@ -146,14 +153,16 @@ class ProbeResponder:
                         pass  # the prober went away; nothing to answer
         finally:
             sock.close()
+            self.sock = None
 
 
-async def scan(timeout_ms, port=BROADCAST_PORT, probe_to=None, probe_port=PROBE_PORT, enough=0):
+async def scan(timeout_ms, port=BROADCAST_PORT, probe_to=None, probe_port=PROBE_PORT, enough=0, wanted=None):
     """Producers heard within timeout_ms: {serverID: broadcast message}.
 
     With probe_to (an address such as 255.255.255.255 or 127.255.255.255)
     a probe is sent first and answers are taken as they come; with
-    `enough` the scan ends as soon as that many producers are known.
+    `enough` the scan ends as soon as that many producers are known, with
+    `wanted` (a serverID) as soon as that one is.
     """
     found = {}
     enough_found = asyncio.Event()
@@ -166,7 +175,7 @@ async def scan(timeout_ms, port=BROADCAST_PORT, probe_to=None, probe_port=PROBE_
             message = parse_datagram(data)
             if message is not None:
                 found[message["serverID"]] = message
-                if enough and len(found) >= enough:
+                if (enough and len(found) >= enough) or message["serverID"] == wanted:
                     enough_found.set()
 
     try:

@@ -188,9 +188,10 @@ class Ledger:
         return out
 
     def _make_room(self, now):
-        # Oldest unpaid quote or fully delivered order goes; an order with units left never does.
-        spare = [o for o in self.orders.values() if o.state == QUOTED or (
-            o.state == PAID and o.remaining() == 0 and not o.in_flight)]
+        # A fully delivered order goes first, then the oldest unpaid quote; an order with
+        # units left never does. (A fresh quote may be about to be paid: it goes last.)
+        done = [o for o in self.orders.values() if o.state == PAID and o.remaining() == 0 and not o.in_flight]
+        spare = done or [o for o in self.orders.values() if o.state == QUOTED]
         if not spare:
             raise ProtocolError(UNAVAILABLE, "too many open orders; try again later")
         oldest = spare[0]

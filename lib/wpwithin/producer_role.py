@@ -58,6 +58,11 @@ class ProducerRole:
         self.time_known = time_known or (lambda: True)
         self.settle_after = settle_after  # s a charge may take to show at the gateway
         self._paying = {}  # ref -> Event set when the attempt in flight ends
+        # One gateway request at a time. Each opens a TLS session: 16-20 KB of
+        # an ESP32's heap, and on the 64-bit unix port a few concurrent
+        # handshakes exhausted a 256 KB GC heap (8 consumers paying at once).
+        # Payments queue here for a moment instead.
+        self._gateway_turn = asyncio.Lock()
         self.last_errors = []
 
     def _now(self):
@@ -136,7 +141,8 @@ class ProducerRole:
 
     async def _charge(self, ref, order_request):
         try:
-            result = await self.gateway.place_order(order_request)
+            async with self._gateway_turn:
+                result = await self.gateway.place_order(order_request)
         except GatewayError as exc:
             if exc.http_status >= 500:
                 return await self._unknown(ref, "gateway error %d" % exc.http_status)
@@ -187,7 +193,8 @@ class ProducerRole:
 
     async def _ask_gateway(self, order):
         try:
-            found = await self.gateway.find_orders(order.ref)
+            async with self._gateway_turn:
+                found = await self.gateway.find_orders(order.ref)
         except (NetError, GatewayError, PeerError) as exc:
             self.log("payment %s: gateway cannot be asked (%s)" % (order.ref, exc))
             raise ProtocolError(GATEWAY_TIMEOUT, "payment outcome unknown: the gateway is not answering; "
@@ -231,7 +238,8 @@ class ProducerRole:
         for order, owed in self.core.ledger.due(self._now()):
             if owed:
                 try:
-                    await self.gateway.refund(order.order_code, owed)
+                    async with self._gateway_turn:
+                        await self.gateway.refund(order.order_code, owed)
                 except (NetError, GatewayError, PeerError) as exc:
                     self._remember("refund of %s failed (%s); will retry" % (order.ref, exc))
                     continue

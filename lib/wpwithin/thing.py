@@ -4,7 +4,8 @@ Builds the producer (HTTP API, broadcaster, probe responder, expiry sweep,
 journal replayed at start) and/or the consumer from a Config, Secrets and a
 board (clock, random bytes, unique id, addresses, pins). The same code runs
 from main.py on a board and from tools/thing on a host. status() reports
-what a person debugging at the REPL needs, and never a secret.
+what a person debugging at the REPL needs, and never a secret; so does
+HeapReport, over UDP, when network.debugHeap turns it on.
 """
 import asyncio
 
@@ -12,9 +13,11 @@ from wpwithin import discovery, wire
 from wpwithin.gateway_client import GatewayClient
 from wpwithin.http_server import Server
 from wpwithin.journal import FileJournal
-from wpwithin.ledger import Ledger
+from wpwithin.ledger import QUOTED, Ledger
 from wpwithin.producer import Producer
 from wpwithin.producer_role import ProducerRole
+
+STATUS_ORDERS = 8  # orders status() lists; it counts them all
 
 
 def server_id(config, board):
@@ -40,6 +43,7 @@ class Thing:
         self.tasks = []
         self.discovery_tasks = []
         self.journal = None
+        self.heap_report = None
         self._spawn = spawn or (lambda name, factory: asyncio.create_task(factory()))
 
     def __repr__(self):
@@ -56,6 +60,10 @@ class Thing:
                 GatewayClient(self.config.gateway["url"], ca=self.gateway_ca,
                               timeout=self.config.gateway["timeout"]),
                 timeout=self.config.gateway["timeout"])
+        if self.config.network["debugHeap"]:
+            self.heap_report = HeapReport(self, self.config.network["debugHeap"])
+            self.heap_report.open()
+            self.tasks.append(self._spawn("heap report", self.heap_report.run))
 
     async def _start_producer(self):
         cfg, net = self.config.producer, self.config.network
@@ -76,8 +84,9 @@ class Thing:
         await self.server.start()
         await self.restart_discovery(net["hostname"] or self.board.ip_address())
         self.tasks.append(self._spawn("sweep", self._sweep))
-        for order in ledger.unresolved():  # charges cut short by a reset: ask the gateway
-            self.tasks.append(asyncio.create_task(self._resolve(order)))
+        unresolved = ledger.unresolved()
+        if unresolved:  # charges cut short by a reset: ask the gateway, one order at a time
+            self.tasks.append(asyncio.create_task(self._resolve(unresolved)))
 
     async def restart_discovery(self, hostname):
         """(Re)start the broadcaster and probe responder announcing `hostname`."""
@@ -90,13 +99,17 @@ class Thing:
         self.discovery_tasks = [self._spawn("broadcaster", self.broadcaster.run)]
         if net["probePort"]:
             self.responder = discovery.ProbeResponder(message, net["probePort"])
+            self.responder.open()  # bound before start() returns and the Thing says it is up
             self.discovery_tasks.append(self._spawn("probe responder", self.responder.run))
 
-    async def _resolve(self, order):
-        try:
-            await self.producer.resolve(order)
-        except Exception as exc:  # noqa: the gateway may still be down; a retried payment asks again
-            self.log("payment %s still unresolved: %s" % (order.ref, exc))
+    async def _resolve(self, orders):
+        # One task for all: a task per order would open as many TLS connections at once
+        # (each 16-20 KB on an ESP32), and a journal with many would exhaust the heap.
+        for order in orders:
+            try:
+                await self.producer.resolve(order)
+            except Exception as exc:  # noqa: the gateway may still be down; a retried payment asks again
+                self.log("payment %s still unresolved: %s" % (order.ref, exc))
 
     async def _sweep(self):
         while True:
@@ -126,15 +139,74 @@ class Thing:
             out["broadcasts"] = self.broadcaster.sent
             out["broadcastFailing"] = self.broadcaster.failing
             out["services"] = [s["ServiceName"] for s in self.producer.core.catalogue.service_entries()]
-            out["orders"] = [
+            open_orders = [o for o in ledger.orders.values() if o.state != QUOTED and o.remaining()]
+            out["orderCount"] = len(ledger.orders)
+            out["orders"] = [  # the first few with units left: enough for a person at the REPL
                 {"ref": o.ref, "state": ("quoted", "paying", "paid")[o.state], "units": o.units,
                  "delivered": o.delivered, "inFlight": o.in_flight, "total": o.total}
-                for o in ledger.orders.values()]
+                for o in open_orders[:STATUS_ORDERS]]
             out["lastErrors"] = list(self.producer.last_errors)
         if self.consumer is not None:
             out["roles"].append("consumer")
             out["clientID"] = self.consumer.client_id
+        if self.heap_report is not None:
+            out["heapReport"] = self.heap_report.port
         return out
+
+
+HEAP_QUERY = b"WPWITHIN-HEAP/1"
+
+
+class HeapReport:
+    """Answers HEAP_QUERY datagrams on a UDP port with the heap in use after a full collection.
+
+    For leak tests and bench debugging only: off unless config
+    network.debugHeap names the port, and never part of the producer's
+    REST API or broadcasts. The answer is JSON: memAlloc and memFree
+    (bytes; null on CPython, which has no such figures), connections
+    open on the producer's server and orders in its ledger, so a caller
+    can tell an idle Thing from a busy one. Holds no secret, tells none.
+    """
+
+    def __init__(self, thing, port):
+        self.thing = thing
+        self.port = port
+        self.answered = 0
+        self.sock = None
+
+    def open(self):
+        """Bind the port now, so a query sent as soon as the Thing is up is answered."""
+        if self.sock is None:
+            self.sock = discovery.udp_socket(self.port)
+
+    async def run(self):
+        self.open()
+        sock = self.sock
+        try:
+            while True:
+                data, sender = await discovery.recvfrom(sock, 64)
+                if data == HEAP_QUERY:
+                    try:
+                        sock.sendto(self.report(), sender)
+                        self.answered += 1
+                    except OSError:
+                        pass  # the asker went away
+        finally:
+            sock.close()
+            self.sock = None
+
+    def report(self):
+        import gc
+
+        gc.collect()
+        mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
+        used = mem_alloc() if mem_alloc else None
+        free = gc.mem_free() if mem_alloc else None
+        thing = self.thing
+        return wire.encode_json({
+            "memAlloc": used, "memFree": free,
+            "connections": thing.server.connections if thing.server is not None else 0,
+            "orders": len(thing.producer.core.ledger.orders) if thing.producer is not None else 0})
 
 
 async def _cancel(tasks):
