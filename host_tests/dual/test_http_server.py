@@ -358,7 +358,7 @@ def test_trickling_client_is_dropped_at_the_request_deadline():
     serve(test)
 
 
-def test_excess_connections_get_503_without_being_read():
+def test_excess_connections_get_a_quick_503_and_holders_keep_their_slots():
     async def test(server):
         holders = []
         for _ in range(2):

@@ -67,6 +67,8 @@ REQUEST_DEADLINE = 10.0  # seconds from a request's first byte to its last
 IDLE_TIMEOUT = 30.0  # seconds a kept-alive connection may wait for its next request
 MAX_CONNECTIONS = 4  # lwIP on an ESP32 has 10 sockets for everything
 LINGER = 1.0  # seconds spent discarding input after an error, so the answer is not lost to a reset
+BUSY_DRAIN = 1024  # bytes of a refused connection's request read before closing it
+BUSY_LINGER = 0.1  # seconds that read may wait
 STALL = 1.0  # seconds after which a connection still sending its request may lose its slot to a new one
 
 
@@ -274,9 +276,15 @@ class Server:
             except asyncio.CancelledError:
                 pass  # close() was called meanwhile: refuse, as when busy
         if slot is None:
-            # Refused unread and without awaiting: a small answer to a fresh
-            # socket fits its send buffer, and close() flushes it.
+            # Refused without a slot: a small answer to a fresh socket fits its
+            # send buffer. Then one short read of the request, because closing
+            # with unread input makes the kernel reset the connection, and a
+            # reset can destroy the answer before the client has read it.
             _say(writer, self._busy)
+            try:
+                await asyncio.wait_for(reader.read(BUSY_DRAIN), BUSY_LINGER)
+            except (asyncio.TimeoutError, OSError):
+                pass  # nothing came, or the peer left: close either way
             await _close(writer)
             return
         slot.task = asyncio.current_task()
