@@ -34,7 +34,9 @@ from wpwithin.gateway_client import GatewayClient
 from wpwithin.gateway_wire import Card
 from wpwithin.thing import HEAP_QUERY
 
-HEAP_CAP = os.environ.get("WPW_HEAP_CAP") or "320k"
+# The smallest cap that passes today is 272k (the issue asks for 64k: footprint work is open);
+# one 16k step above it, so heap fragmentation cannot make this flaky.
+HEAP_CAP = os.environ.get("WPW_HEAP_CAP") or "288k"
 CONSUMERS = 8
 PURCHASES = 20
 WARM_UP = 24  # more than maxOrders: the ledger is full and dropping finished orders before we measure

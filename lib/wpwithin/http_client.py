@@ -292,7 +292,10 @@ class Connection:
 
     async def _read_into(self, pos, stop, answered, sent=None):
         """Read at most stop - pos bytes into the buffer at pos; 0 at end of stream."""
+        readinto = getattr(self._reader, "readinto", None)  # MicroPython: no bytes object per read
         try:
+            if readinto is not None:
+                return await asyncio.wait_for(readinto(memoryview(self._buf)[pos:stop]), self.timeout) or 0
             data = await asyncio.wait_for(self._reader.read(stop - pos), self.timeout)
         except asyncio.CancelledError:
             raise
