@@ -1,37 +1,35 @@
-# boot.py: board bring-up before main.py. Tiny and safe: WiFi and the clock,
-# and any failure is printed and boot goes on, so the REPL is always reachable.
+# boot.py: runs first at every reset, and on mpremote's soft reset too, so it
+# must return at once: it only starts the WiFi connection (without waiting)
+# so the link is up sooner. main.py (lib/wpwithin/app.py) waits for WiFi,
+# sets the clock and keeps retrying. Any failure is printed and boot goes on:
+# the REPL must always be reachable.
 import sys
 
 
-def _bring_up():
+def _start_wifi():
     if sys.platform != "esp32":  # the unix port (a virtual board) has no radio
         return
     import os
 
     try:
         os.stat("SAFE_MODE")
-        return
+        return  # safe mode: touch nothing
     except OSError:
         pass
     from wpwithin.board_esp32 import Esp32Board
 
-    board = Esp32Board()
+    board = Esp32Board()  # also drives the relay pin off from the first moment
     if board.button_held():
         return
     import json
 
     with open("secrets.json") as f:
         secrets = json.load(f)
-    if board.wifi_up(secrets.get("wifiSsid"), secrets.get("wifiPassword")):
-        print("[boot] wifi up at", board.ip_address())
-        # Until the clock is set the producer sells nothing (token expiry needs real time);
-        # main.py keeps trying.
-        print("[boot] clock", "set" if board.sync_time() else "not set yet")
-    else:
-        print("[boot] wifi not up yet; main.py keeps trying")
+    board.wifi_begin(secrets.get("wifiSsid"), secrets.get("wifiPassword"))
 
 
 try:
-    _bring_up()
+    _start_wifi()
 except Exception as exc:  # boot must never lock the board
-    print("[boot] bring-up failed: %r; continuing" % (exc,))
+    print("[boot] wifi not started: %r; main.py tries again" % (exc,))
+del _start_wifi

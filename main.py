@@ -1,12 +1,10 @@
-# main.py: start the configured roles (lib/wpwithin/app.py). Safe mode, a bad
-# config or Ctrl-C leave you at the REPL; there `from wpwithin import repl`
-# then repl.status() shows the state and repl.restart() starts the app again.
-import asyncio
-
+# main.py: start the app (lib/wpwithin/app.py) with this board's pins and the
+# example charging service. Safe mode, a bad config or Ctrl-C leave you at the
+# REPL, with the state kept for inspection:
+#   from wpwithin import repl
+#   repl.status()     # mode, WiFi, clock, services, orders and units left, errors
+#   repl.restart()    # start the app again (Ctrl-C stops it)
 from wpwithin import app, repl
 
 board = repl.make_board()
-try:
-    asyncio.run(app.run(board, hooks=repl.make_hooks(board)))
-except KeyboardInterrupt:
-    print("[wpw] stopped. from wpwithin import repl; repl.status(); repl.restart()")
+app.main(board, repl.make_hooks(board))

@@ -1,38 +1,64 @@
-"""The application supervisor main.py runs: safe mode, configuration, the Thing, restarts.
+"""The application supervisor main.py runs: safe mode, configuration, the network, the Thing, restarts.
 
-Theory of operation: run() decides whether to start at all (no SAFE_MODE
+Theory of operation: main() runs run() in the foreground and turns Ctrl-C
+into a clean stop (tasks cancelled, server, sockets and journal closed)
+that leaves the state in `state` for the REPL helpers (repl.py) and lets
+main() run again. run() decides whether to start at all (no SAFE_MODE
 marker file, safe-mode button not held, fewer than MAX_BOOT_CRASHES
 crashed boots in a row), loads config.json and secrets.json (a bad one
-prints the field at fault and stays in safe mode), replays the journal,
-starts the Thing, then watches it: WiFi is brought back when it drops and
-the broadcaster restarted with the new address; a task that dies is logged
-and restarted with backoff; too many crashes in a row write the SAFE_MODE
-marker so the next boot stops at the REPL instead of looping. Every
-message goes through log(), which prints and keeps the last few for
-status(). Never prints a secret.
+logs the field at fault and stays in safe mode), brings WiFi up and sets
+the clock (without it the producer sells nothing: token expiry needs real
+time), replays the journal, starts the Thing, then watches it: WiFi is
+brought back when it drops and the broadcaster restarted with the new
+address, the clock is set as soon as it can be. A task that dies is
+logged and restarted with backoff; MAX_TASK_CRASHES in a row (a run of
+STABLE_AFTER_S clears the count) stop the app and write the SAFE_MODE
+marker, so the next boot stops at the REPL instead of looping. A boot
+counts as crashed until the app has run STABLE_AFTER_S or was stopped by
+hand. Every message goes through log(), which prints and keeps the last
+few for status(). Never prints a secret.
 """
 import asyncio
 import os
+import sys
 
 from wpwithin import config as config_file
 from wpwithin.compat import const
 from wpwithin.journal import JournalCorrupt
 from wpwithin.thing import Thing
 
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython
+    from time import monotonic
+
+    def ticks_ms():
+        return int(monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
 SAFE_MODE_FILE = "SAFE_MODE"
 CRASH_FILE = "crashes"
 MAX_BOOT_CRASHES = const(3)
 MAX_TASK_CRASHES = const(5)
 STABLE_AFTER_S = const(60)
+MESSAGES_KEPT = const(10)
+RESTART_DELAY_S = 1  # first restart of a crashed task; doubles up to 60 s (tests make it shorter)
 
-state = {"thing": None, "mode": "not started", "messages": []}
+# What the REPL helpers show. board: the board main() ran with; thing: the
+# Thing of the last run (kept after it stops, for inspection); mode: "not
+# started", "safe", "running", "stopped" or "crashed"; crashes: task
+# crashes this run; messages: the last MESSAGES_KEPT log lines.
+state = {"board": None, "thing": None, "mode": "not started", "crashes": 0, "messages": [],
+         "watcher": None, "stopped": True}
 
 
 def log(message):
     print("[wpw] %s" % message)
     messages = state["messages"]
     messages.append(message)
-    del messages[:-10]
+    del messages[:-MESSAGES_KEPT]
 
 
 def _exists(path):
@@ -56,11 +82,17 @@ def _write(path, text):
         f.write(text)
 
 
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # not there
+
+
 def enter_safe_mode(why):
     """Stop starting the app at boot until SAFE_MODE is removed."""
     _write(SAFE_MODE_FILE, why + "\n")
-    log("safe mode: %s. The REPL is yours; fix the cause, then os.remove('%s') and reset"
-        % (why, SAFE_MODE_FILE))
+    log("safe mode: %s. The REPL is yours: fix the cause, then repl.leave_safe_mode() and reset" % why)
 
 
 def should_start(board):
@@ -75,71 +107,153 @@ def should_start(board):
 
 
 def load(board, config_path="config.json", secrets_path="secrets.json"):
+    """(Config, Secrets, CA bytes or None), or (None, None, None) after logging the field at fault."""
     try:
-        return config_file.load(config_path, secrets_path)
+        config, secrets = config_file.load(config_path, secrets_path)
     except config_file.ConfigError as exc:
         log("configuration error: %s" % exc)
-        return None, None
+        return None, None, None
+    ca = None
+    if config.gateway["ca"]:
+        try:
+            with open(config.gateway["ca"], "rb") as f:
+                ca = f.read()
+        except OSError:
+            log("configuration error: config.gateway.ca: cannot read %s" % config.gateway["ca"])
+            return None, None, None
+    return config, secrets, ca
 
 
-async def supervise(name, factory, crashes=None):
-    """Run factory() until cancelled, restarting it with backoff when it raises."""
-    crashes = crashes if crashes is not None else [0]
-    delay = 1
+async def supervise(name, factory, give_up=None):
+    """Run factory() until it returns or is cancelled, restarting it with backoff when it raises.
+
+    After MAX_TASK_CRASHES crashes in a row it enters safe mode, calls
+    give_up() and returns; a run of STABLE_AFTER_S clears the count.
+    """
+    crashes = 0
+    delay = RESTART_DELAY_S
     while True:
+        started = ticks_ms()
         try:
             await factory()
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # any task's bug: log it, restart the task, count it
-            crashes[0] += 1
-            log("task %s crashed (%r); restart %d in %d s" % (name, exc, crashes[0], delay))
-            if crashes[0] >= MAX_TASK_CRASHES:
-                enter_safe_mode("task %s crashed %d times" % (name, crashes[0]))
-                raise
+            if ticks_diff(ticks_ms(), started) >= STABLE_AFTER_S * 1000:
+                crashes, delay = 0, RESTART_DELAY_S
+            crashes += 1
+            state["crashes"] += 1
+            if crashes >= MAX_TASK_CRASHES:
+                log("task %s crashed (%r), %d times in a row" % (name, exc, crashes))
+                enter_safe_mode("task %s crashed %d times in a row" % (name, crashes))
+                if give_up is not None:
+                    give_up()
+                return
+            log("task %s crashed (%r); restart %d in %s s" % (name, exc, crashes, delay))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60)
 
 
+def _network_up(board, secrets):
+    """Bring WiFi up and set the clock, once, at start; the watcher keeps trying after."""
+    if not board.wifi_connected():
+        if board.wifi_up(secrets.wifi_ssid, secrets.wifi_password):
+            log("wifi up at %s" % board.ip_address())
+        else:
+            log("wifi not up yet; retrying in the background")
+    if not board.time_known():
+        if board.wifi_connected() and board.sync_time():
+            log("clock set")
+        else:
+            log("clock not set yet: selling nothing until it is; retrying in the background")
+
+
 async def run(board, config_path="config.json", secrets_path="secrets.json", hooks=None, wifi_check_s=5):
     """Start the app, or stay in safe mode; returns when the app stops."""
+    state["board"] = board
+    state["crashes"] = 0
     start, why = should_start(board)
     if not start:
         state["mode"] = "safe"
         log("safe mode: %s; app not started" % why)
         return
-    config, secrets = load(board, config_path, secrets_path)
+    config, secrets, ca = load(board, config_path, secrets_path)
     if config is None:
         state["mode"] = "safe"
         log("safe mode: the app needs a valid configuration")
         return
     _write(CRASH_FILE, str(_read_int(CRASH_FILE) + 1))
-    ca = None
-    if config.gateway["ca"]:
-        with open(config.gateway["ca"], "rb") as f:
-            ca = f.read()
-    crashes = [0]
+    _network_up(board, secrets)
+    gave_up = asyncio.Event()
     thing = Thing(config, secrets, board, hooks=hooks, log=log, gateway_ca=ca,
-                  spawn=lambda name, factory: asyncio.create_task(supervise(name, factory, crashes)))
+                  spawn=lambda name, factory: asyncio.create_task(supervise(name, factory, gave_up.set)))
     state["thing"] = thing
+    state["stopped"] = False
     try:
-        await thing.start()
-    except JournalCorrupt as exc:
-        enter_safe_mode("journal damaged: %s" % exc)
+        try:
+            await thing.start()
+        except JournalCorrupt as exc:
+            enter_safe_mode("journal damaged: %s" % exc)
+            state["mode"] = "safe"
+            return
+        state["mode"] = "running"
+        log("running: %s" % thing.status().get("listening", "consumer"))
+        state["watcher"] = asyncio.create_task(supervise(
+            "wifi", lambda: _watch_network(board, secrets, thing, wifi_check_s), gave_up.set))
+        await gave_up.wait()
         state["mode"] = "safe"
-        return
-    state["mode"] = "running"
-    log("running: %s" % thing.status().get("listening", "consumer"))
-    try:
-        await supervise("wifi", lambda: _watch_wifi(board, secrets, thing, wifi_check_s), crashes)
     finally:
-        await thing.stop()
+        await stop()
+
+
+async def stop():
+    """Stop the app's tasks and its Thing (server, sockets, journal); the Thing stays for inspection."""
+    watcher, state["watcher"] = state["watcher"], None
+    if watcher is not None:
+        watcher.cancel()
+        try:
+            await watcher
+        except asyncio.CancelledError:
+            pass
+    if not state["stopped"]:
+        state["stopped"] = True
+        await state["thing"].stop()
+
+
+def main(board, hooks=None, config_path="config.json", secrets_path="secrets.json"):
+    """Run the app in the foreground until it stops (main.py, repl.restart()); Ctrl-C stops it cleanly."""
+    if sys.implementation.name == "micropython":
+        asyncio.new_event_loop()  # drop whatever an interrupted run left queued
+    try:
+        asyncio.run(run(board, config_path, secrets_path, hooks))
+    except KeyboardInterrupt:
+        # Stopped by a person, not a crash: this boot does not count towards safe mode.
+        _remove(CRASH_FILE)
+        _stop_now()
         state["mode"] = "stopped"
+        log("stopped by Ctrl-C. from wpwithin import repl; repl.status() shows the state, "
+            "repl.restart() starts the app again")
+    except Exception as exc:  # a crash outside any supervised task, e.g. the port is taken
+        _stop_now()
+        state["mode"] = "crashed"
+        log("app crashed: %r; repl.status() shows the state, repl.restart() starts it again" % (exc,))
+        if hasattr(sys, "print_exception"):  # MicroPython
+            sys.print_exception(exc)
+        else:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
 
 
-async def _watch_wifi(board, secrets, thing, check_s):
+def _stop_now():
+    try:
+        asyncio.run(stop())
+    except KeyboardInterrupt:
+        pass  # Ctrl-C again while stopping: leave things as they are
+
+
+async def _watch_network(board, secrets, thing, check_s):
     up_for = 0
+    hostname = thing.config.network["hostname"]
     while True:
         board.feed()
         await asyncio.sleep(check_s)
@@ -148,6 +262,10 @@ async def _watch_wifi(board, secrets, thing, check_s):
             os.remove(CRASH_FILE)  # a stable run: earlier crashes no longer count
         if not board.wifi_connected():
             log("wifi down; reconnecting")
-            if board.wifi_up(secrets.wifi_ssid, secrets.wifi_password):
+            if board.wifi_up(secrets.wifi_ssid, secrets.wifi_password, attempts=1):
                 log("wifi up at %s; restarting the broadcaster" % board.ip_address())
-                await thing.restart_discovery(board.ip_address())
+                if thing.server is not None:
+                    await thing.restart_discovery(hostname or board.ip_address())
+        if not board.time_known() and board.wifi_connected():
+            if board.sync_time(attempts=1):
+                log("clock set")

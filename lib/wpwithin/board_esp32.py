@@ -29,17 +29,29 @@ class Esp32Board:
         """True while the safe-mode button (BOOT on most boards) is pressed."""
         return self._button.value() == 0
 
+    def wifi_begin(self, ssid, password):
+        """Start connecting and return at once (boot.py); wifi_up() waits for it."""
+        self.wlan.active(True)
+        if ssid and not self.wlan.isconnected():
+            try:
+                self.wlan.connect(ssid, password)
+            except OSError:
+                pass  # already connecting; wifi_up() retries
+
     def wifi_up(self, ssid, password, attempts=5):
         """Connect with backoff (1, 2, 4... s); True when connected."""
         self.wlan.active(True)
         if self.wlan.isconnected():
             return True
+        if not ssid:
+            return False  # secrets.json has no wifiSsid: nothing to join
         delay = 1
         for _ in range(attempts):
-            try:
-                self.wlan.connect(ssid, password)
-            except OSError:
-                pass
+            if self.wlan.status() != network.STAT_CONNECTING:  # boot.py may have started it
+                try:
+                    self.wlan.connect(ssid, password)
+                except OSError:
+                    pass
             for _ in range(delay * 10):
                 if self.wlan.isconnected():
                     return True
@@ -54,12 +66,13 @@ class Esp32Board:
         """Set the RTC from NTP; True on success."""
         import ntptime  # frozen in stock firmware; imported only when needed
 
-        for _ in range(attempts):
+        for attempt in range(attempts):
             try:
                 ntptime.settime()
                 return True
             except OSError:
-                time.sleep(1)
+                if attempt + 1 < attempts:
+                    time.sleep(1)
         return False
 
     def time(self):

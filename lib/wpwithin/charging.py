@@ -23,6 +23,8 @@ class ChargingHooks:
             self.led.off()
 
     async def delivery_begin(self, service_id, units):
+        if self._timer is not None:
+            self._timer.cancel()  # a new session replaces the old one's timer, not races it
         self.relay.on()
         self._timer = asyncio.create_task(self._stop_after(units))
 

@@ -32,6 +32,21 @@ def parse_url(url):
     return tls, host, port, path.rstrip("/")
 
 
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+
+def quote(text):
+    """`text` percent-encoded for a path segment or a query value (RFC 3986: all but unreserved).
+
+    Without it a customerOrderCode holding '+', '&' or '%' would search for
+    another code, and an order code holding '/' or '?' would reach another path.
+    """
+    out = []
+    for byte in str(text).encode():
+        out.append(chr(byte) if byte in _UNRESERVED else "%%%02X" % byte)
+    return "".join(out)
+
+
 class GatewayClient:
     def __init__(self, url, service_key=None, ca=None, timeout=10):
         """`ca`: the CA certificate (PEM or DER bytes) an https:// gateway is verified against."""
@@ -81,11 +96,11 @@ class GatewayClient:
 
     async def order(self, order_code):
         return gateway_wire.parse_order_response(
-            await self._call("GET", "/orders/" + order_code, auth=True))
+            await self._call("GET", "/orders/" + quote(order_code), auth=True))
 
     async def find_orders(self, customer_order_code):
         """Orders placed with this customerOrderCode (simulator extension, for resolving timeouts)."""
-        answer = await self._call("GET", "/orders?customerOrderCode=" + customer_order_code, auth=True)
+        answer = await self._call("GET", "/orders?customerOrderCode=" + quote(customer_order_code), auth=True)
         if isinstance(answer, dict):
             answer = answer.get("orders", [])
         if not isinstance(answer, list):
@@ -94,4 +109,5 @@ class GatewayClient:
 
     async def refund(self, order_code, amount=None):
         """Refund in full (amount None) or in part; success is an empty 200."""
-        await self._call("POST", "/orders/%s/refund" % order_code, gateway_wire.refund_request(amount), auth=True)
+        await self._call("POST", "/orders/%s/refund" % quote(order_code), gateway_wire.refund_request(amount),
+                         auth=True)

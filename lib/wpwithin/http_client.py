@@ -135,24 +135,39 @@ class Connection:
                     await self._open()
                 return await self._exchange(data, method, close)
             except ConnectionDropped as exc:
-                await self.close()
+                await self.close(abort=True)
                 if reused and not exc.answered and method in _SAFE_TO_REPEAT:
                     continue  # the server had closed the idle connection: once more, on a new one
                 raise
             except BaseException:
-                await self.close()  # a connection in an unknown state is never reused
+                await self.close(abort=True)  # a connection in an unknown state is never reused
                 raise
 
-    async def close(self):
-        """Close the connection (the next request opens a new one)."""
+    async def close(self, abort=False):
+        """Close the connection (the next request opens a new one); `abort`: without a goodbye.
+
+        Closing never takes longer than the timeout. CPython's TLS close
+        waits for the peer's close_notify, so a server that stopped
+        answering (the very reason we give up on it) would hold a timed-out
+        request for as long as it sleeps, up to asyncio's 30 s SSL shutdown
+        timeout; a failed connection is therefore aborted, and a polite
+        close that takes too long is too. MicroPython closes the socket at
+        once, and its writer has no transport to abort.
+        """
         writer = self._writer
         self._reader = self._writer = None
-        if writer is not None:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (OSError, ValueError):
-                pass  # already broken: closed either way
+        if writer is None:
+            return
+        transport = getattr(writer, "transport", None)  # CPython only
+        if abort and transport is not None:
+            transport.abort()
+            return
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), self.timeout)
+        except (OSError, ValueError, asyncio.TimeoutError):
+            if transport is not None:
+                transport.abort()  # already broken, or the peer never said goodbye: closed either way
 
     # --- steps ----------------------------------------------------------------------
 

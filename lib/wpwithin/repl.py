@@ -1,15 +1,16 @@
 """Helpers for debugging a Thing at its serial REPL (and what main.py uses to build the board).
 
     >>> from wpwithin import repl
-    >>> repl.status()      # roles, address, services, orders and units left, last errors
-    >>> repl.restart()     # start the app again after Ctrl-C or a fix
-    >>> repl.safe_mode()   # stop starting the app at boot
-    >>> repl.leave_safe_mode()
+    >>> repl.status()           # mode, WiFi, clock, services, open orders and units left, errors, heap
+    >>> repl.restart()          # start the app again after Ctrl-C or a fix (Ctrl-C stops it)
+    >>> repl.safe_mode()        # stop starting the app at boot
+    >>> repl.leave_safe_mode()  # start it at boot again
+    >>> repl.snapshot()         # what status() prints, as a dict (for scripts and tests)
 
-Shows no secret: status comes from Thing.status(), which has none.
+Shows no secret: the Thing's part comes from Thing.status(), which has
+none, and the configuration is never printed.
 """
-import asyncio
-import os
+import gc
 import sys
 
 from wpwithin import app
@@ -33,30 +34,60 @@ def make_hooks(board):
     return ChargingHooks(board.relay, board.led)
 
 
-def status():
+def snapshot():
+    """The state as a dict: mode, board, the Thing's status, task crashes, heap, last messages."""
+    out = {"mode": app.state["mode"], "safeModeFile": app._exists(app.SAFE_MODE_FILE),
+           "bootCrashes": app._read_int(app.CRASH_FILE), "taskCrashes": app.state["crashes"]}
+    board = app.state["board"]
+    if board is not None:
+        out["wifi"] = board.ip_address() if board.wifi_connected() else None
+        out["clockSet"] = board.time_known()
     thing = app.state["thing"]
-    print("mode:", app.state["mode"])
     if thing is not None:
-        for key, value in thing.status().items():
-            if key == "orders":
-                print("orders:")
-                for order in value:
-                    print("  %(ref)s %(state)s units %(units)d delivered %(delivered)d in flight %(inFlight)d"
-                          % order)
-            else:
-                print("%s: %s" % (key, value))
-    print("last messages:")
-    for message in app.state["messages"]:
+        out.update(thing.status())
+    gc.collect()
+    if hasattr(gc, "mem_alloc"):  # MicroPython
+        out["heap"] = {"alloc": gc.mem_alloc(), "free": gc.mem_free()}
+    out["messages"] = list(app.state["messages"])
+    return out
+
+
+def status():
+    """Print the state for a person at the REPL."""
+    s = snapshot()
+    mode = s["mode"]
+    if s["safeModeFile"]:
+        mode += " (SAFE_MODE file present: repl.leave_safe_mode() clears it)"
+    print("mode:      %s" % mode)
+    if "wifi" in s:
+        print("wifi:      %s" % ("up at " + s["wifi"] if s["wifi"] else "down"))
+        print("clock:     %s" % ("set" if s["clockSet"] else "not set (the producer sells nothing until it is)"))
+    if "roles" in s:
+        print("roles:     %s  serverID %s" % (", ".join(s["roles"]) or "none", s["serverID"]))
+    if "listening" in s:
+        print("listening: %s  broadcasts sent %d%s" % (s["listening"], s["broadcasts"],
+                                                       "  (failing)" if s["broadcastFailing"] else ""))
+        print("services:  %s" % ", ".join(s["services"]))
+        print("orders:    %d open of %d" % (len(s["orders"]), s["orderCount"]))
+        for o in s["orders"]:
+            print("  %s %s: %d units, %d delivered, %d in flight, %d left, total %d"
+                  % (o["ref"], o["state"], o["units"], o["delivered"], o["inFlight"],
+                     o["units"] - o["delivered"], o["total"]))
+        print("errors:    %s" % ("; ".join(s["lastErrors"]) or "none"))
+    if "clientID" in s:
+        print("consumer:  %s" % s["clientID"])
+    print("crashes:   %d task restarts this run, %d unfinished boots" % (s["taskCrashes"], s["bootCrashes"]))
+    if "heap" in s:
+        print("heap:      %d bytes used, %d free" % (s["heap"]["alloc"], s["heap"]["free"]))
+    print("messages:")
+    for message in s["messages"]:
         print("  " + message)
 
 
 def restart():
     """Run the app again in the foreground (Ctrl-C stops it)."""
-    board = make_board()
-    try:
-        asyncio.run(app.run(board, hooks=make_hooks(board)))
-    except KeyboardInterrupt:
-        print("[wpw] stopped")
+    board = app.state["board"] or make_board()
+    app.main(board, make_hooks(board))
 
 
 def safe_mode():
@@ -64,12 +95,6 @@ def safe_mode():
 
 
 def leave_safe_mode():
-    try:
-        os.remove(app.SAFE_MODE_FILE)
-    except OSError:
-        pass
-    try:
-        os.remove(app.CRASH_FILE)
-    except OSError:
-        pass
+    app._remove(app.SAFE_MODE_FILE)
+    app._remove(app.CRASH_FILE)
     print("safe mode off; reset the board or call repl.restart()")

@@ -1,0 +1,166 @@
+"""Figures 1 and 2: minimum heap (bisection) and heap in use after import and at peak, ours vs microdot.
+
+Workloads, each in a fresh MicroPython process:
+  ours    20 purchases, one after another, by a CPython consumer: all six
+          routes, the gateway's token and order calls, token signing, the
+          journal (a new, empty one per process);
+  anchor  20 GETs of the price list, each answer checked against ours.
+A run passes when every purchase or answer was right and the process is
+still running after them; a heap passes when 3 runs in a row pass (2 with
+--quick; heapsearch says why). For code from ROMFS the image is read into one
+heap buffer (the unix port cannot map flash): the figure is the heapsize
+found minus that buffer (the image's size in whole 16-byte GC blocks).
+Heap in use comes from inside the process (mp_heap.Sampler): after import
+is gc.mem_alloc() after a full collection once the modules are imported;
+peak is the most live heap seen at any scheduler round while the workload
+ran (3 purchases; 20 GETs), buffer left out, at the run heap of 512 KiB.
+"""
+import json
+import socket
+
+from benchlib import heapsearch, load, procs, report, shoppers
+from benchlib.context import PRICES_PATH
+from benchlib.runners import MODES
+
+SIDES = ("ours", "anchor")
+PROFILE_HEAP = 512 * 1024
+TRIAL_TIMEOUT = 2  # s for any answer on loopback: a process stuck after a MemoryError fails fast
+GROUP_MIN = "1. Minimum heap (-X heapsize, bisection)"
+GROUP_USE = "2. Heap in use (gc.mem_alloc)"
+
+
+def short_reason(child, fallback):
+    """The MemoryError (or last line) a failed run printed, else `fallback`."""
+    for line in reversed(child.output):
+        if "MemoryError" in line:
+            return line.strip()[:120]
+    return fallback[:160]
+
+
+def start(bench, side, heap, mode, control=0):
+    if side == "ours":
+        return bench.start_producer(heap, mode, control)
+    return bench.runtime.start_anchor(bench.prices_file, heap, mode, control)
+
+
+def workload(bench, side, server, count):
+    """(passed, why) after `count` purchases (ours) or price-list GETs (anchor)."""
+    if side == "ours":
+        result = shoppers.shop(server.port, bench.gateway.url, bench.gateway.ca_path, 1, count, 120,
+                               timeout=TRIAL_TIMEOUT)
+        if result["failures"]:
+            return False, "%d of %d purchases failed: %s" % (result["failures"], count, result["kinds"])
+    else:
+        for i in range(count):
+            try:
+                status, body = load.request(server.port, PRICES_PATH, timeout=TRIAL_TIMEOUT)
+                if status != 200 or json.loads(body) != bench.prices:
+                    return False, "GET %d: status %d or a different price list" % (i + 1, status)
+            except (OSError, ValueError, load.BadAnswer) as exc:
+                return False, "GET %d: %s" % (i + 1, exc)
+    if not server.child.alive():
+        return False, "the process exited"
+    return True, ""
+
+
+def trial(bench, side, mode):
+    count = bench.settings["purchases"] if side == "ours" else bench.settings["anchor_requests"]
+
+    def run(heap):
+        try:
+            server = start(bench, side, heap, mode)
+        except procs.ChildFailed as exc:
+            return False, "at start: " + exc.args[0][-160:]
+        try:
+            passed, why = workload(bench, side, server, count)
+            return passed, why and short_reason(server.child, why)
+        finally:
+            server.stop()
+
+    return run
+
+
+def profile(bench, side, mode):
+    """{"image", "imported", "idle", "peak"} from one run at PROFILE_HEAP with the sampler on."""
+    control = procs.free_ports(1, socket.SOCK_DGRAM)[0]
+    server = start(bench, side, PROFILE_HEAP, mode, control)
+    try:
+        idle = server.heap(b"reset")["now"]
+        count = bench.settings["profile_purchases"] if side == "ours" else bench.settings["anchor_requests"]
+        passed, why = workload(bench, side, server, count)
+        if not passed:
+            raise RuntimeError("workload failed at %d bytes: %s" % (PROFILE_HEAP, why))
+        sample = server.heap(b"peak")
+        return {"image": server.image, "imported": server.imported, "idle": idle, "peak": sample["peak"],
+                "samples": sample["samples"]}
+    finally:
+        server.stop()
+
+
+def measure(bench, side, mode):
+    """Profile then minimum heap for one side and code source; errors are returned, not raised."""
+    out = {}
+    try:
+        out.update(profile(bench, side, mode))
+    except Exception as exc:  # noqa: reported as FAILED, the other figures go on
+        return {"error": "profile run: %s" % exc}
+    image = out["image"]
+    bench.log("%s, %s: after import %d, peak %d; searching the minimum heap"
+              % (side, mode, out["imported"], out["peak"]))
+    s = bench.settings
+    try:
+        found = heapsearch.minimum(trial(bench, side, mode), out["imported"] + image,
+                                   int((out["peak"] + image) * 1.25), s["heap_step"], s["search_seconds"],
+                                   lambda m: bench.log("  %s %s %s" % (side, mode, m)), s["repeats"])
+    except heapsearch.NotFound as exc:
+        out["min_error"] = str(exc)
+        return out
+    out["heapsize"] = found["heap"]
+    out["min"] = found["heap"] - image
+    out["trials"] = found["trials"]
+    out["lowestPass"], out["highestFail"] = heapsearch.band(found["log"])
+    return out
+
+
+def figures(bench):
+    found = {(side, mode): measure(bench, side, mode) for mode in MODES for side in SIDES}
+    s = bench.settings
+    records = []
+    goals = {"mpy": report.target("<= 32 KiB", "max", 32 * 1024),
+             "romfs": report.target("<= 24 KiB", "max", 24 * 1024)}
+    notes = {"mpy": ["bisection to %d bytes, a heap passes when %d runs in a row pass; ours: %d purchases, "
+                     "anchor: %d GETs" % (s["heap_step"], s["repeats"], s["purchases"], s["anchor_requests"])],
+             "romfs": []}
+    ours, anchor = found[("ours", "romfs")], found[("anchor", "romfs")]
+    if "heapsize" in ours and "heapsize" in anchor:
+        notes["romfs"].append("heapsize found minus the image buffer: ours %d - %d, anchor %d - %d" % (
+            ours["heapsize"], ours["image"], anchor["heapsize"], anchor["image"]))
+    for mode in MODES:
+        for side in SIDES:
+            low, high = found[(side, mode)].get("lowestPass"), found[(side, mode)].get("highestFail")
+            if low is not None and high is not None and high >= low:  # pass and fail overlap: noise
+                notes[mode].append("%s: heap use varies run to run; single runs passed at %d and failed at %d"
+                                   % (side, low, high))
+    for mode in MODES:
+        title = "min heap, code as .mpy files" if mode == "mpy" else "min heap, code from ROMFS (buffer excluded)"
+        records.append(_record(found, mode, "min", "min_heap_%s" % mode, GROUP_MIN, title,
+                               "microdot app serving the price list", goals[mode], notes[mode]))
+    for mode in MODES:
+        for key, what, anchor_what in (("imported", "after import", "microdot after import"),
+                                       ("peak", "peak during a purchase", "microdot peak serving the price list")):
+            records.append(_record(found, mode, key, "heap_%s_%s" % (key, mode), GROUP_USE,
+                                   "heap %s (%s)" % (what, "ROMFS" if mode == "romfs" else ".mpy"),
+                                   anchor_what, None, []))
+    return records
+
+
+def _record(found, mode, key, fid, group, title, anchor_what, goal, notes):
+    ours, anchor = found[("ours", mode)], found[("anchor", mode)]
+    details = {"ours": ours, "anchor": anchor, "notes": list(notes)}
+    anchor_value = anchor.get(key)
+    if anchor_value is None:
+        details["notes"].append("anchor FAILED: %s" % (anchor.get("error") or anchor.get("min_error")))
+    if ours.get(key) is None:
+        return report.failed(fid, group, title, "bytes", ours.get("error") or ours.get("min_error") or "not measured",
+                             anchor_value, anchor_what, goal, details)
+    return report.figure(fid, group, title, "bytes", ours[key], anchor_value, anchor_what, goal, details)
