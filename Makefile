@@ -6,13 +6,16 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test bench venv clean
 
 demo: $(STAMP)
 	$(PY) tools/demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest host_tests $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) tools/bench.py --json bench.json $(BENCH_ARGS)
 
 venv: $(STAMP)
 
