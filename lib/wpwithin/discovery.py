@@ -189,13 +189,18 @@ async def scan(timeout_ms, port=BROADCAST_PORT, probe_to=None, probe_port=PROBE_
         except asyncio.TimeoutError:
             pass
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_all(tasks)
         for sock in listeners:
             sock.close()
     return found
+
+
+async def cancel_all(tasks):
+    """Cancel tasks and wait until each has ended."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass

@@ -90,7 +90,7 @@ class Thing:
 
     async def restart_discovery(self, hostname):
         """(Re)start the broadcaster and probe responder announcing `hostname`."""
-        await _cancel(self.discovery_tasks)
+        await discovery.cancel_all(self.discovery_tasks)
         net = self.config.network
         message = wire.broadcast(self.server_id, self.config.device["description"], hostname,
                                  self.server.port, net["urlPrefix"])
@@ -119,7 +119,7 @@ class Thing:
                 self.journal.compact(self.producer.core.ledger.records())
 
     async def stop(self):
-        await _cancel(self.tasks + self.discovery_tasks)
+        await discovery.cancel_all(self.tasks + self.discovery_tasks)
         self.tasks = []
         self.discovery_tasks = []
         if self.server is not None:
@@ -207,13 +207,3 @@ class HeapReport:
             "memAlloc": used, "memFree": free,
             "connections": thing.server.connections if thing.server is not None else 0,
             "orders": len(thing.producer.core.ledger.orders) if thing.producer is not None else 0})
-
-
-async def _cancel(tasks):
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
