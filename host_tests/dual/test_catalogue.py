@@ -2,7 +2,7 @@
 from expect import raises, refused
 from fixtures import charging
 
-from wpwithin import catalogue
+from wpwithin import catalogue, config
 from wpwithin.errors import CONFLICT, NOT_FOUND, UNPROCESSABLE
 
 
@@ -60,7 +60,7 @@ CONFIG = [{"id": 1, "name": "Car charge", "description": "EV",
 
 
 def test_configuration_builds_the_catalogue():
-    cat = catalogue.from_config(CONFIG)
+    cat = config.catalogue_from(CONFIG)
     assert cat.quote(1, 1, 20)[0].price_id == 2
     assert cat.service(2).capacity == 60
     assert cat.service(1).price(2).currency == "GBP"
@@ -69,12 +69,12 @@ def test_configuration_builds_the_catalogue():
 def test_configuration_errors_name_the_field():
     def broken(path, value):
         import json
-        config = json.loads(json.dumps(CONFIG))
-        target = config
+        services = json.loads(json.dumps(CONFIG))
+        target = services
         for step in path[:-1]:
             target = target[step]
         target[path[-1]] = value
-        return str(raises(ValueError, catalogue.from_config, config))
+        return str(raises(ValueError, config.catalogue_from, services))
 
     assert broken([0, "prices", 0, "amount"], -1).startswith("services[0].prices[0].amount")
     assert broken([0, "prices", 1, "currency"], "pounds").startswith("services[0].prices[1].currency")

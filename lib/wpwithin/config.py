@@ -11,7 +11,7 @@ Never prints, never logs, never writes.
 import json
 from binascii import unhexlify
 
-from wpwithin import catalogue, discovery
+from wpwithin import catalogue, discovery, wire
 from wpwithin.gateway_wire import Card
 
 
@@ -47,16 +47,73 @@ def _merge(section, given, where):
 
 
 def _check(value, kind, where, low=None, high=None):
+    """`value` if it is of `kind` (int: within low..high; str: low..high characters), else ConfigError."""
     if kind is int:
         if type(value) is not int or (low is not None and value < low) or (high is not None and value > high):
-            raise ConfigError("%s must be an integer from %s to %s" % (where, low, high))
+            raise ConfigError("%s must be an integer between %s and %s" % (where, low, high))
     elif kind is bool:
         if value is not True and value is not False:
             raise ConfigError("%s must be true or false" % where)
     elif kind is str:
-        if not isinstance(value, str) or not value:
-            raise ConfigError("%s must be a non-empty string" % where)
+        low = 1 if low is None else low
+        if not isinstance(value, str) or len(value) < low or (high is not None and len(value) > high):
+            raise ConfigError("%s must be a string of %s to %s characters" % (where, low, high or "any number of"))
     return value
+
+
+def _currency(value, where):
+    if not isinstance(value, str) or len(value) != 3 or not value.isalpha() or not value.isupper():
+        raise ConfigError("%s must be a 3-letter ISO 4217 code" % where)
+    return value
+
+
+def _price(p, where):
+    if not isinstance(p, dict):
+        raise ConfigError("%s must be an object" % where)
+    min_units = _check(p.get("minUnits", 1), int, where + ".minUnits", 1, wire.MAX_UNITS)
+    return catalogue.Price(
+        _check(p.get("id"), int, where + ".id", 0, wire.MAX_NUMBER_ID),
+        _check(p.get("amount"), int, where + ".amount", 0, wire.MAX_AMOUNT),
+        _currency(p.get("currency", "GBP"), where + ".currency"),
+        _check(p.get("unitId", 1), int, where + ".unitId", 0, wire.MAX_NUMBER_ID),
+        _check(p.get("unitDescription", "unit"), str, where + ".unitDescription", 0, wire.MAX_TEXT_LEN),
+        _check(p.get("description", ""), str, where + ".description", 0, wire.MAX_TEXT_LEN),
+        min_units,
+        _check(p.get("maxUnits", wire.MAX_UNITS), int, where + ".maxUnits", min_units, wire.MAX_UNITS),
+    )
+
+
+def _service(item, where):
+    if not isinstance(item, dict):
+        raise ConfigError("%s must be an object" % where)
+    raw_prices = item.get("prices")
+    if not isinstance(raw_prices, list) or not raw_prices:
+        raise ConfigError("%s.prices must be a non-empty list" % where)
+    prices = [_price(p, "%s.prices[%d]" % (where, j)) for j, p in enumerate(raw_prices)]
+    _unique([p.price_id for p in prices], "%s.prices has two prices with the same id" % where)
+    capacity = item.get("capacity")
+    if capacity is not None:
+        _check(capacity, int, where + ".capacity", 0, wire.MAX_UNITS)
+    return catalogue.Service(
+        _check(item.get("id"), int, where + ".id", 0, wire.MAX_NUMBER_ID),
+        _check(item.get("name"), str, where + ".name", 0, wire.MAX_TEXT_LEN),
+        _check(item.get("description", ""), str, where + ".description", 0, wire.MAX_TEXT_LEN),
+        prices, capacity,
+    )
+
+
+def _unique(ids, message):
+    if len(set(ids)) != len(ids):
+        raise ConfigError(message)
+
+
+def catalogue_from(services, where="services"):
+    """A Catalogue from the "services" list of a configuration; ConfigError names the bad entry."""
+    if not isinstance(services, list) or not services:
+        raise ConfigError("%s must be a non-empty list" % where)
+    built = [_service(item, "%s[%d]" % (where, i)) for i, item in enumerate(services)]
+    _unique([s.service_id for s in built], "%s has two services with the same id" % where)
+    return catalogue.Catalogue(built)
 
 
 class Config:
@@ -95,10 +152,7 @@ class Config:
             _check(producer["refundOnExpiry"], bool, "config.producer.refundOnExpiry")
             _check(producer["maxOrders"], int, "config.producer.maxOrders", 1, 4096)
             _check(producer["journal"], str, "config.producer.journal")
-            try:
-                self.catalogue = catalogue.from_config(producer["services"])
-            except ValueError as exc:
-                raise ConfigError("config.producer." + str(exc))
+            self.catalogue = catalogue_from(producer["services"], "config.producer.services")
         if not producer["enabled"] and not self.consumer["enabled"]:
             raise ConfigError("config: enable config.producer or config.consumer (or both)")
 
