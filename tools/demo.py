@@ -1,7 +1,9 @@
 """The main job: a marketplace of Things on this machine, on the simulated gateway.
 
-Starts the simulated gateway (HTTPS with its own test CA), a producer Thing
-under the MicroPython unix port, and buys from it as a consumer: Discover
+Starts the simulated gateway (HTTPS with its own test CA), builds the
+firmware image (tools/build), boots two producers from it as virtual boards
+(tools/vboard: the MicroPython unix port with a chip-like heap cap and a
+flash image of their own), and buys from them as a consumer: Discover
 (fast probe), Select, Pay (card to token at the gateway, token to the
 producer), Release in two delivery sessions; then a declined card. Prints
 a timeline with the money and units at each step, checks the gateway's
@@ -44,6 +46,7 @@ METER = {"description": "Parking meter, Mill Lane (virtual)", "serverId": "meter
               "description": "Per minute, up to 4 hours", "maxUnits": 240}]}]}
 GOOD_CARD = Card("Bilbo Baggins", "4444333322221111", 11, 2030, "9731")
 DECLINED_CARD = Card("Frodo Baggins", "4000000000000002", 11, 2030, "123")
+BOARD_HEAP = "320k"  # the HTTPS client's TLS buffers come out of it on the unix port (not on an ESP32)
 START = time.monotonic()
 
 
@@ -77,6 +80,22 @@ class Processes:
                 return line.strip()
         raise RuntimeError("%s was not ready within %d s" % (name, timeout))
 
+    def start_board(self, name, args, console, timeout=30):
+        """Start tools/vboard ARGS and wait for its app to run; returns (serial port, host:port it serves)."""
+        serial = self.start(name, [sys.executable, os.path.join(ROOT, "tools", "vboard"), "--log", console] + args,
+                            "/dev/")
+        proc = self.children[-1][1]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            with open(console, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            if "[wpw] running: " in text:
+                return serial, text.split("[wpw] running: ", 1)[1].split()[0]
+            if "[wpw] safe mode" in text:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("%s: the firmware did not start its app; see its console, %s" % (name, console))
+
     def stop(self):
         for name, proc in reversed(self.children):
             if proc.poll() is None:
@@ -90,15 +109,16 @@ class Processes:
 
 
 def producer_config(workdir, gateway_url, ca_path, ports, thing=CHARGER):
-    """Write a producer's config.json and secrets.json into workdir/serverId; returns the config path."""
+    """Write a producer's config.json, secrets.json and the gateway's CA into workdir/serverId; the config path."""
     folder = os.path.join(workdir, thing["serverId"])
     os.makedirs(folder, exist_ok=True)
+    shutil.copyfile(ca_path, os.path.join(folder, "ca.der"))  # the board reads it from its own flash
     config = {
         "device": {"description": thing["description"], "serverId": thing["serverId"]},
         "network": {"host": "127.0.0.1", "hostname": "127.0.0.1", "port": 0,
                     "broadcastAddress": discovery.LOOPBACK_BROADCAST, "broadcastPort": ports[0],
                     "probePort": ports[1], "broadcastIntervalMs": 5000},
-        "gateway": {"url": gateway_url, "ca": ca_path, "timeout": 10},
+        "gateway": {"url": gateway_url, "ca": "ca.der", "timeout": 10},
         "producer": {"enabled": True, "journal": "ledger.journal", "services": thing["services"]},
     }
     secrets = {"merchantClientKey": thing["keys"][0], "merchantServiceKey": thing["keys"][1],
@@ -211,12 +231,20 @@ def main():
                                           "--merchant", "%s:%s:meter" % METER["keys"]], "http")
         say("Start", "simulated gateway at %s (test CA, SQLite ledger)" % url)
         ca = os.path.join(workdir, "tls", "ca.pem")
+        build = os.path.join(workdir, "build")
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build"), "--out", build], check=True,
+                       stdout=subprocess.DEVNULL, stderr=log)
+        image = os.path.join(build, "littlefs.img")
+        say("Build", "firmware image %s (%d KiB LittleFS: boot.py, main.py, lib/*.mpy)"
+            % (image, os.path.getsize(image) // 1024))
         for thing in (CHARGER, METER):
-            config = producer_config(workdir, url, ca, ports, thing)
-            line = processes.start(thing["serverId"], [sys.executable, os.path.join(ROOT, "tools", "thing"),
-                                                       "--config", config, "--runtime", "micropython"],
-                                   "listening on")
-            say("Start", "producer under MicroPython: %s" % line)
+            config = producer_config(workdir, url, os.path.join(workdir, "tls", "ca.der"), ports, thing)
+            folder = os.path.dirname(config)
+            serial, where = processes.start_board(thing["serverId"], [
+                "--image", image, "--flash", os.path.join(folder, "flash.img"), "--heap", BOARD_HEAP,
+                "--config", config], os.path.join(folder, "console.log"))
+            say("Start", "producer %s on a virtual board (serial %s, heap %s), booted from the image, at %s"
+                % (thing["serverId"], serial, BOARD_HEAP, where))
         recorder = trace.Recorder(parse_url(url)[1:3])
         recorder.install()
         try:
