@@ -17,6 +17,7 @@ import threading
 import time
 
 import mpy
+from wpwithin.thing import HEAP_QUERY
 
 ROOT = mpy.ROOT
 THING = os.path.join(ROOT, "tools", "thing")
@@ -204,6 +205,28 @@ class Things:
         for process in reversed(self.processes):
             process.stop()
         self.processes = []
+
+
+def heap_report(port, process, timeout=2.0):
+    """The producer's heap report (network.debugHeap), asked over UDP."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(HEAP_QUERY, ("127.0.0.1", port))
+        try:
+            return json.loads(sock.recv(512))
+        except socket.timeout:
+            raise AssertionError("no heap report from the producer (exit %s); its output:\n%s"
+                                 % (process.proc.poll(), "".join(process.output)))
+
+
+def idle_heap(port, process, deadline_s=5.0):
+    """The heap report once the producer has no connection open (the last ones close after the answers)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        report = heap_report(port, process)
+        if report["connections"] == 0 or time.monotonic() > deadline:
+            return report
+        time.sleep(0.05)
 
 
 def step(records, name):

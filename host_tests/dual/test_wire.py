@@ -115,6 +115,17 @@ def test_bad_json_and_bad_utf8_are_422():
     assert "UTF-8" in refused(UNPROCESSABLE, wire.decode_json, b'{"clientID": "\xff\xfe"}')
 
 
+def test_bodies_with_many_objects_or_arrays_are_refused_before_parsing():
+    # A 2 KB body of empty objects would take ~30 KB of heap once parsed; deep nesting is bounded too.
+    for body in (b"[" + b"{}," * 600 + b"{}]", b"[" * 5000 + b"]" * 5000, b'{"a": {"b": {"c": {"d": [[[[[1]]]]]}}}}'):
+        assert "objects and arrays" in refused(UNPROCESSABLE, wire.decode_json, body)
+    begin = wire.encode_json(wire.begin_request("c1", TOKEN, 3))  # the most a request needs: 2
+    assert wire.parse_begin_request(wire.decode_json(begin))["unitsToSupply"] == 3
+    prices = wire.price_list("srv", [wire.price_entry(i, "p", 30, "GBP", 1, "kWh") for i in range(wire.MAX_ITEMS)])
+    answer = wire.decode_json(wire.encode_json(prices), "answer", wire.MAX_ANSWER_CONTAINERS)
+    assert len(wire.parse_price_list(answer)["prices"]) == wire.MAX_ITEMS
+
+
 def test_too_many_fields_are_refused():
     obj = dict(("f%d" % i, i) for i in range(wire.MAX_FIELDS + 1))
     assert "too many" in refused(UNPROCESSABLE, wire.parse_total_request, obj)

@@ -85,7 +85,7 @@ class ConsumerRole:
             await asyncio.sleep(delay)
             delay *= 2
         try:
-            obj = wire.decode_json(data, "producer's answer")
+            obj = wire.decode_json(data, "producer's answer", wire.MAX_ANSWER_CONTAINERS)
         except ProtocolError as exc:
             if status == 200:
                 raise PeerError(exc.message)

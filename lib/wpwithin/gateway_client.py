@@ -75,11 +75,11 @@ class GatewayClient:
             if not data:
                 return None
             try:
-                return wire.decode_json(data, "gateway response")
+                return wire.decode_json(data, "gateway response", wire.MAX_ANSWER_CONTAINERS)
             except ProtocolError as exc:
                 raise PeerError(exc.message)
         try:
-            obj = wire.decode_json(data, "gateway error")
+            obj = wire.decode_json(data, "gateway error", wire.MAX_ANSWER_CONTAINERS)
         except ProtocolError:
             obj = None
         raise gateway_wire.parse_error(status, obj)

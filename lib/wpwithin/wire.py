@@ -21,14 +21,20 @@ MAX_CLIENT_TOKEN_LEN = const(128)
 MAX_HOST_LEN = const(253)
 MAX_FIELDS = const(32)
 MAX_ITEMS = const(64)  # services in a list, prices in a list
+# Objects and arrays in one body: each costs tens of bytes of heap once parsed (a 2 KB
+# body of "[{},{},..." would take ~30 KB), and the count bounds the nesting depth too.
+MAX_CONTAINERS = const(8)  # a request to a producer has at most 2
+MAX_ANSWER_CONTAINERS = const(136)  # answers from a producer or the gateway: MAX_ITEMS prices, 2 each
 
 _MISSING = object()
 
 
 # --- JSON text -------------------------------------------------------------
 
-def decode_json(body, where="body"):
-    """Parse a request or response body (bytes) into a JSON value."""
+def decode_json(body, where="body", containers=MAX_CONTAINERS):
+    """Parse a request or response body (bytes) into a JSON value of at most `containers` objects and arrays."""
+    if body.count(b"{") + body.count(b"[") > containers:  # braces in strings count too: still a bound
+        raise ProtocolError(UNPROCESSABLE, "%s has more than %d objects and arrays" % (where, containers))
     try:
         text = str(body, "utf-8")
     except UnicodeError:
