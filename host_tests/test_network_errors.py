@@ -23,6 +23,7 @@ import pytest
 from gatewaysim.simulator import Simulator
 
 import mpy
+from wpwithin import http1
 from network_things import CARD, Things, udp_ports
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
@@ -221,7 +222,7 @@ def test_body_too_large_is_413_before_it_is_read(producer):
             "Content-Length: 100000\r\n\r\n").encode()
     response, _ = raw_exchange(producer["port"], head + b"{" * 1000)
     assert status_line(response) == 413, response
-    assert error_body(response)["message"] == "body larger than 2048 bytes"
+    assert error_body(response)["message"] == "body larger than %d bytes" % http1.MAX_BODY
 
 
 def test_too_many_connections_is_503(producer):

@@ -11,9 +11,7 @@ SIGINT. Every line is flushed at once: a parent reads them from a pipe.
 import asyncio
 import sys
 
-from wpwithin import config as config_file
 from wpwithin.board_host import HostBoard
-from wpwithin.config import ConfigError
 from wpwithin.thing import Thing
 
 
@@ -41,11 +39,14 @@ def main(argv):
     if len(argv) != 3:
         say("usage: thing_main.py CONFIG SECRETS")
         return 2
+    from wpwithin import config as config_file  # as on a board: unloaded once the files are checked
+
     try:
-        config, secrets = config_file.load(argv[1], argv[2])
-    except ConfigError as exc:
+        config, secrets = config_file.load(argv[1], argv[2], unload=True)
+    except config_file.ConfigError as exc:
         say("configuration error: %s" % exc)
         return 2
+    del config_file
     ca = None
     if config.gateway["ca"]:
         path = config.gateway["ca"]

@@ -20,11 +20,11 @@ def example():
 
 
 def error(obj):
-    return str(raises(ConfigError, config.Config, obj))
+    return str(raises(ConfigError, config.check, obj))
 
 
 def test_example_config_loads_with_defaults():
-    cfg = config.Config(example())
+    cfg = config.check(example())
     assert cfg.network["port"] == 64521 and cfg.network["broadcastPort"] == 8980
     assert cfg.catalogue.quote(1, 1, 20)[0].price_id == 2
     assert cfg.consumer["enabled"] is False
@@ -52,20 +52,21 @@ def test_mistakes_name_the_field():
 def test_secrets_are_checked_and_never_shown():
     obj = example()
     obj["consumer"] = {"enabled": True}
-    cfg = config.Config(obj)
-    secrets = config.Secrets(SECRETS, cfg)
+    cfg = config.check(obj)
+    secrets = config.check_secrets(SECRETS, cfg)
     shown = repr(secrets) + str(secrets) + repr(secrets.card) + str(secrets.card)
     for secret in ("T_S_very-secret-key", "4444333322221111", "123\"", "00000000"):
         assert secret not in shown, shown
     assert "1111" in repr(secrets.card)
     bad = dict(SECRETS)
     bad["tokenSigningSecret"] = "replace-me"
-    assert "secrets.tokenSigningSecret" in str(raises(ConfigError, config.Secrets, bad, cfg))
+    assert "secrets.tokenSigningSecret" in str(raises(ConfigError, config.check_secrets, bad, cfg))
     bad = dict(SECRETS)
     del bad["card"]
-    assert "secrets.card" in str(raises(ConfigError, config.Secrets, bad, cfg))
+    assert "secrets.card" in str(raises(ConfigError, config.check_secrets, bad, cfg))
 
 
 def test_unreadable_files_are_named():
     assert "cannot be read" in str(raises(ConfigError, config.load, "/nonexistent.json", "/x"))
     assert "not valid JSON" in str(raises(ConfigError, config.load, ROOT + "/Makefile", "/x"))
+

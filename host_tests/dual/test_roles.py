@@ -16,7 +16,7 @@ from fixtures import MemoryGateway
 
 from wpwithin import discovery, wire
 from wpwithin.board_host import HostBoard
-from wpwithin.config import Config, Secrets
+from wpwithin.config import check, check_secrets
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
 from wpwithin.gateway_wire import Card
@@ -93,12 +93,12 @@ def make_thing(name, gateway_url, producer=False, consumer=False, network=None):
            "broadcastIntervalMs": 60000}
     if network:
         net.update(network)
-    config = Config({
+    config = check({
         "device": {"serverId": name, "description": "Thing " + name}, "network": net,
         "gateway": {"url": gateway_url},
         "producer": {"enabled": producer, "journal": folder + "/ledger.journal", "services": SERVICES},
         "consumer": {"enabled": consumer}})
-    secrets = Secrets({"merchantClientKey": CLIENT_KEY, "merchantServiceKey": "T_S_service-key-of-" + name,
+    secrets = check_secrets({"merchantClientKey": CLIENT_KEY, "merchantServiceKey": "T_S_service-key-of-" + name,
                        "tokenSigningSecret": "%064x" % len(name), "card": CARD}, config)
     return Thing(config, secrets, HostBoard(HOST, folder + "/board-id"))
 

@@ -22,7 +22,6 @@ import asyncio
 import os
 import sys
 
-from wpwithin import config as config_file
 from wpwithin.compat import const
 from wpwithin.journal import JournalCorrupt
 from wpwithin.thing import Thing
@@ -108,8 +107,10 @@ def should_start(board):
 
 def load(board, config_path="config.json", secrets_path="secrets.json"):
     """(Config, Secrets, CA bytes or None), or (None, None, None) after logging the field at fault."""
+    from wpwithin import config as config_file  # needed once per boot: load() unloads it
+
     try:
-        config, secrets = config_file.load(config_path, secrets_path)
+        config, secrets = config_file.load(config_path, secrets_path, unload=True)
     except config_file.ConfigError as exc:
         log("configuration error: %s" % exc)
         return None, None, None

@@ -5,9 +5,13 @@ config.json says what the Thing is: device, network, gateway, producer
 shown: merchant keys, the token-signing secret, the consumer's card and
 WiFi credentials. Every problem raises ConfigError naming the field, e.g.
 "config.producer.services[0].prices[1].amount must be ...". Secrets are
-kept in a Secrets object whose repr() shows only which secrets are set.
-Never prints, never logs, never writes.
+kept in a Secrets object whose repr() is the default one: no value shows.
+Config and Secrets have no methods, so once a board has loaded its
+configuration, load(..., unload=True) drops this module (its checks and
+messages, ~10 KB of heap from .mpy) and nothing holds it. Never prints,
+never logs, never writes.
 """
+import sys
 import json
 from binascii import unhexlify
 
@@ -117,44 +121,58 @@ def catalogue_from(services, where="services"):
 
 
 class Config:
-    def __init__(self, obj):
-        if not isinstance(obj, dict):
-            raise ConfigError("config must be a JSON object")
-        for key in obj:
-            if key not in DEFAULTS:
-                raise ConfigError("config.%s is not a known section (known: %s)" % (key, ", ".join(sorted(DEFAULTS))))
-        self.device = _merge("device", obj.get("device"), "config.device")
-        self.network = _merge("network", obj.get("network"), "config.network")
-        self.gateway = _merge("gateway", obj.get("gateway"), "config.gateway")
-        self.producer = _merge("producer", obj.get("producer"), "config.producer")
-        self.consumer = _merge("consumer", obj.get("consumer"), "config.consumer")
-        net = self.network
-        _check(net["port"], int, "config.network.port", 0, 65535)
-        _check(net["broadcastPort"], int, "config.network.broadcastPort", 1, 65535)
-        _check(net["probePort"], int, "config.network.probePort", 0, 65535)
-        _check(net["broadcastIntervalMs"], int, "config.network.broadcastIntervalMs", 100, 3600000)
-        _check(net["maxConnections"], int, "config.network.maxConnections", 1, 64)
-        _check(net["readTimeout"], int, "config.network.readTimeout", 1, 300)
-        _check(net["debugHeap"], int, "config.network.debugHeap", 0, 65535)
-        _check(net["broadcastAddress"], str, "config.network.broadcastAddress")
-        if net["urlPrefix"] and (not isinstance(net["urlPrefix"], str) or net["urlPrefix"][0] != "/"):
-            raise ConfigError("config.network.urlPrefix must be empty or start with /")
-        gateway = self.gateway
-        url = _check(gateway["url"], str, "config.gateway.url")
-        if not (url.startswith("https://") or url.startswith("http://")):
-            raise ConfigError("config.gateway.url must start with https:// (or http:// for a local simulator)")
-        _check(gateway["timeout"], int, "config.gateway.timeout", 1, 120)
-        producer = self.producer
-        _check(producer["enabled"], bool, "config.producer.enabled")
-        _check(self.consumer["enabled"], bool, "config.consumer.enabled")
-        if producer["enabled"]:
-            _check(producer["tokenLifetime"], int, "config.producer.tokenLifetime", 60, 366 * 86400)
-            _check(producer["refundOnExpiry"], bool, "config.producer.refundOnExpiry")
-            _check(producer["maxOrders"], int, "config.producer.maxOrders", 1, 4096)
-            _check(producer["journal"], str, "config.producer.journal")
-            self.catalogue = catalogue_from(producer["services"], "config.producer.services")
-        if not producer["enabled"] and not self.consumer["enabled"]:
-            raise ConfigError("config: enable config.producer or config.consumer (or both)")
+    """A checked config.json: device, network, gateway, producer, consumer (dicts, defaults filled in);
+    catalogue when the producer is enabled. Made by check()."""
+
+    catalogue = None
+
+
+class Secrets:
+    """Checked secrets: wifi_ssid, wifi_password, client_key, service_key, signing_secret, card. Made by
+    check_secrets(); repr() is the default one."""
+
+
+def check(obj):
+    """A Config from a decoded config.json; ConfigError names the field at fault."""
+    cfg = Config()
+    if not isinstance(obj, dict):
+        raise ConfigError("config must be a JSON object")
+    for key in obj:
+        if key not in DEFAULTS:
+            raise ConfigError("config.%s is not a known section (known: %s)" % (key, ", ".join(sorted(DEFAULTS))))
+    cfg.device = _merge("device", obj.get("device"), "config.device")
+    cfg.network = _merge("network", obj.get("network"), "config.network")
+    cfg.gateway = _merge("gateway", obj.get("gateway"), "config.gateway")
+    cfg.producer = _merge("producer", obj.get("producer"), "config.producer")
+    cfg.consumer = _merge("consumer", obj.get("consumer"), "config.consumer")
+    net = cfg.network
+    _check(net["port"], int, "config.network.port", 0, 65535)
+    _check(net["broadcastPort"], int, "config.network.broadcastPort", 1, 65535)
+    _check(net["probePort"], int, "config.network.probePort", 0, 65535)
+    _check(net["broadcastIntervalMs"], int, "config.network.broadcastIntervalMs", 100, 3600000)
+    _check(net["maxConnections"], int, "config.network.maxConnections", 1, 64)
+    _check(net["readTimeout"], int, "config.network.readTimeout", 1, 300)
+    _check(net["debugHeap"], int, "config.network.debugHeap", 0, 65535)
+    _check(net["broadcastAddress"], str, "config.network.broadcastAddress")
+    if net["urlPrefix"] and (not isinstance(net["urlPrefix"], str) or net["urlPrefix"][0] != "/"):
+        raise ConfigError("config.network.urlPrefix must be empty or start with /")
+    gateway = cfg.gateway
+    url = _check(gateway["url"], str, "config.gateway.url")
+    if not (url.startswith("https://") or url.startswith("http://")):
+        raise ConfigError("config.gateway.url must start with https:// (or http:// for a local simulator)")
+    _check(gateway["timeout"], int, "config.gateway.timeout", 1, 120)
+    producer = cfg.producer
+    _check(producer["enabled"], bool, "config.producer.enabled")
+    _check(cfg.consumer["enabled"], bool, "config.consumer.enabled")
+    if producer["enabled"]:
+        _check(producer["tokenLifetime"], int, "config.producer.tokenLifetime", 60, 366 * 86400)
+        _check(producer["refundOnExpiry"], bool, "config.producer.refundOnExpiry")
+        _check(producer["maxOrders"], int, "config.producer.maxOrders", 1, 4096)
+        _check(producer["journal"], str, "config.producer.journal")
+        cfg.catalogue = catalogue_from(producer["services"], "config.producer.services")
+    if not producer["enabled"] and not cfg.consumer["enabled"]:
+        raise ConfigError("config: enable config.producer or config.consumer (or both)")
+    return cfg
 
 
 _MAKE_SECRET = "; make one with: python3 -c 'import os; print(os.urandom(32).hex())'"
@@ -169,43 +187,47 @@ def _hex_secret(value, where):
         raise ConfigError("%s must be hex digits%s" % (where, _MAKE_SECRET))
 
 
-class Secrets:
-    """Keys, the signing secret and the card: repr() never shows them."""
-
-    def __init__(self, obj, config):
-        if not isinstance(obj, dict):
-            raise ConfigError("secrets must be a JSON object")
-        self.wifi_ssid = obj.get("wifiSsid")
-        self.wifi_password = obj.get("wifiPassword")
-        self.client_key = self.service_key = self.signing_secret = self.card = None
-        if config.producer["enabled"]:
-            self.client_key = _check(obj.get("merchantClientKey"), str, "secrets.merchantClientKey")
-            self.service_key = _check(obj.get("merchantServiceKey"), str, "secrets.merchantServiceKey")
-            self.signing_secret = _hex_secret(obj.get("tokenSigningSecret"), "secrets.tokenSigningSecret")
-        if config.consumer["enabled"]:
-            card = obj.get("card")
-            if not isinstance(card, dict):
-                raise ConfigError("secrets.card must be an object with name, number, expiryMonth, expiryYear, cvc")
-            self.card = Card(
-                _check(card.get("name"), str, "secrets.card.name"),
-                _check(card.get("number"), str, "secrets.card.number"),
-                _check(card.get("expiryMonth"), int, "secrets.card.expiryMonth", 1, 12),
-                _check(card.get("expiryYear"), int, "secrets.card.expiryYear", 2000, 2100),
-                _check(card.get("cvc"), str, "secrets.card.cvc"),
-            )
-
-    def __repr__(self):
-        present = [name for name in ("wifi_password", "client_key", "service_key", "signing_secret", "card")
-                   if getattr(self, name)]
-        return "<Secrets set: %s>" % (", ".join(present) or "none")
-
-    __str__ = __repr__
+def check_secrets(obj, config):
+    """Secrets from a decoded secrets.json, checked against what `config` enables."""
+    out = Secrets()
+    if not isinstance(obj, dict):
+        raise ConfigError("secrets must be a JSON object")
+    out.wifi_ssid = obj.get("wifiSsid")
+    out.wifi_password = obj.get("wifiPassword")
+    out.client_key = out.service_key = out.signing_secret = out.card = None
+    if config.producer["enabled"]:
+        out.client_key = _check(obj.get("merchantClientKey"), str, "secrets.merchantClientKey")
+        out.service_key = _check(obj.get("merchantServiceKey"), str, "secrets.merchantServiceKey")
+        out.signing_secret = _hex_secret(obj.get("tokenSigningSecret"), "secrets.tokenSigningSecret")
+    if config.consumer["enabled"]:
+        card = obj.get("card")
+        if not isinstance(card, dict):
+            raise ConfigError("secrets.card must be an object with name, number, expiryMonth, expiryYear, cvc")
+        out.card = Card(
+            _check(card.get("name"), str, "secrets.card.name"),
+            _check(card.get("number"), str, "secrets.card.number"),
+            _check(card.get("expiryMonth"), int, "secrets.card.expiryMonth", 1, 12),
+            _check(card.get("expiryYear"), int, "secrets.card.expiryYear", 2000, 2100),
+            _check(card.get("cvc"), str, "secrets.card.cvc"),
+        )
+    return out
 
 
-def load(config_path, secrets_path):
-    """(Config, Secrets) from two JSON files; ConfigError names the file and field."""
-    config = Config(_read(config_path, "config"))
-    return config, Secrets(_read(secrets_path, "secrets"), config)
+def load(config_path, secrets_path, unload=False):
+    """(Config, Secrets) from two JSON files; ConfigError names the file and field.
+
+    unload: then forget this module (sys.modules and the package's attribute), so the
+    heap it takes is freed once the caller drops its own reference to it.
+    """
+    try:
+        config = check(_read(config_path, "config"))
+        return config, check_secrets(_read(secrets_path, "secrets"), config)
+    finally:
+        if unload:
+            sys.modules.pop(__name__, None)
+            package = sys.modules.get("wpwithin")
+            if package is not None and "config" in dir(package):
+                delattr(package, "config")
 
 
 def _read(path, what):

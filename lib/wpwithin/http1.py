@@ -38,10 +38,11 @@ VERSION_NOT_SUPPORTED = const(505)
 # Defaults sized for an ESP32 without PSRAM: a server buffer holds
 # max(request line + header block, body) = 2.3 KB per connection.
 MAX_REQUEST_LINE = const(256)  # request line (or status line), CRLF excluded
-MAX_HEADER_BLOCK = const(2048)  # header lines plus the blank line ending them
+MAX_HEADER_BLOCK = const(1024)  # header lines plus the blank line ending them (a Go client sends ~150 bytes)
 MAX_HEADERS = const(24)  # header fields in one head
-MAX_BODY = const(2048)  # request body the server accepts
+MAX_BODY = const(1024)  # request body the server accepts (the largest request, a delivery, is ~400 bytes)
 MAX_RESPONSE_BODY = const(4096)  # response body the client accepts
+MAX_RESPONSE_HEADER_BLOCK = const(2048)  # response headers the client accepts (a gateway sends more than a Thing)
 MAX_CHUNK_LINE = const(128)  # chunk-size line with extensions, CRLF excluded
 MAX_LENGTH_DIGITS = const(10)
 HEAD_ROOM = const(160)  # bytes write_response_head() may need

@@ -105,7 +105,8 @@ class Connection:
     def __init__(self, host, port, timeout=TIMEOUT, tls=None, server_hostname=None,
                  max_body=http1.MAX_RESPONSE_BODY, limits=None):
         head = limits or http1.DEFAULT_LIMITS
-        self.limits = http1.Limits(head.request_line, head.header_block, head.headers, max_body)
+        self.limits = http1.Limits(head.request_line, head.header_block if limits else http1.MAX_RESPONSE_HEADER_BLOCK,
+                                   head.headers, max_body)
         self.host = host
         self.port = port
         self.timeout = timeout

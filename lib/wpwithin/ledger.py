@@ -44,6 +44,20 @@ ANSWER = const(1)  # already paid: answer with the earlier result, charge nothin
 
 
 class Order:
+    # Defaults live on the class: an instance stores only what differs from them, so a quote
+    # (most orders in a busy ledger) takes 8 attributes of heap, not 19.
+    state = QUOTED
+    paying_since = 0
+    failure = ""
+    order_code = ""
+    key = ""
+    issued = 0
+    expiry = 0
+    refund_on_expiry = False
+    delivered = 0
+    in_flight = 0
+    refunded = 0
+
     def __init__(self, ref, client_id, service_id, price_id, units, total, currency, quoted_at):
         self.ref = ref
         self.client_id = client_id
@@ -53,17 +67,6 @@ class Order:
         self.total = total
         self.currency = currency
         self.quoted_at = quoted_at
-        self.state = QUOTED
-        self.paying_since = 0
-        self.failure = ""
-        self.order_code = ""
-        self.key = ""
-        self.issued = 0
-        self.expiry = 0
-        self.refund_on_expiry = False
-        self.delivered = 0
-        self.in_flight = 0
-        self.refunded = 0
 
     def remaining(self):
         return self.units - self.delivered

@@ -34,13 +34,15 @@ def main(argv):
             held = mp_heap.mount(image)
     import asyncio
 
-    from wpwithin import config as config_file
     from wpwithin.board_host import HostBoard
     from wpwithin.thing import Thing
 
     gc.collect()
     say("heap image=%d imported=%d" % (held, gc.mem_alloc() - held))
-    config, secrets = config_file.load(argv[1], argv[2])
+    from wpwithin import config as config_file
+
+    config, secrets = config_file.load(argv[1], argv[2], unload=True)  # as app.py does on a board
+    del config_file
     ca = None
     if config.gateway["ca"]:  # an absolute path (ours.producer_files writes it so)
         with open(config.gateway["ca"], "rb") as f:

@@ -65,7 +65,7 @@ def check(config, secrets=None):
             return None
         with open(config, "rb") as f:
             obj = json.loads(f.read().decode("utf-8"))
-        config_file.Config(obj)
+        config_file.check(obj)
     except config_file.ConfigError as exc:
         return "configuration error: %s" % exc
     except OSError:
