@@ -15,8 +15,6 @@ import asyncio
 import collections
 import os
 import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -114,15 +112,6 @@ def test_cpython_producer_still_serves_after_hypothesis(market, cpython_producer
     process = cpython_producer["process"]
     assert process.proc.poll() is None and "handler failed" not in output_of(process), output_of(process)
     assert honest_purchase(market[1], cpython_producer["port"]) == 3
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundle")
-    proc = subprocess.run([sys.executable, os.path.join(mpy.ROOT, "tools", "build"), "--only", "mpy",
-                           "--producer-only", "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return str(out / "mpy" / "lib")
 
 
 def test_micropython_producer_survives_the_hostile_corpus_and_keeps_no_heap(market, bundle, tmp_path,

@@ -17,11 +17,8 @@ target is 64k. WPW_HEAP_CAP overrides it, to try another cap.
 """
 import asyncio
 import os
-import subprocess
-import sys
 import time
 
-import pytest
 from gatewaysim.simulator import Simulator
 
 import mpy
@@ -39,16 +36,6 @@ PURCHASES = 20
 WARM_UP = 24  # more than maxOrders: the ledger is full and dropping finished orders before we measure
 MAX_ORDERS = 16
 KEPT_LIMIT = 1024  # bytes the heap may differ by, after against before
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    """The producer-only .mpy bundle, built for the ESP32 (it loads on the unix port too)."""
-    out = tmp_path_factory.mktemp("bundle")
-    proc = subprocess.run([sys.executable, os.path.join(mpy.ROOT, "tools", "build"), "--only", "mpy",
-                           "--producer-only", "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return str(out / "mpy" / "lib")
 
 
 async def purchases(url, ca, producer, count, consumers):

@@ -2,7 +2,7 @@
 from expect import raises, refused
 
 from wpwithin.errors import BAD_REQUEST, CONFLICT, GONE, NOT_FOUND, UNAVAILABLE
-from wpwithin.ledger import ANSWER, CHARGE, PAID, PAYING, QUOTED, Ledger
+from wpwithin.ledger import ANSWER, CHARGE, PAID, PAYING, QUOTE_GRACE, QUOTED, Ledger
 
 NOW = 1795737600
 
@@ -102,12 +102,21 @@ def test_full_ledger_drops_the_oldest_quote_but_never_a_paid_order():
     ledger = Ledger(max_orders=2)
     paid(ledger, "paid", "k1")
     ledger.quote("old", "c1", 1, 1, 1, 30, "GBP", NOW)
-    records = ledger.quote("new", "c1", 1, 1, 1, 30, "GBP", NOW + 1)
+    records = ledger.quote("new", "c1", 1, 1, 1, 30, "GBP", NOW + QUOTE_GRACE)
     assert records[0] == ["x", "old"]
     assert sorted(ledger.orders) == ["new", "paid"]
     ledger.start_payment("new", NOW)
     ledger.charged("new", "o", "k2", NOW, NOW + 60, False)
     assert "too many" in refused(UNAVAILABLE, ledger.quote, "more", "c1", 1, 1, 1, 30, "GBP", NOW)
+
+
+def test_a_quote_younger_than_the_grace_is_not_dropped_the_new_one_waits():
+    # 32 consumers against 16 order slots: dropping a quote being paid would fail that purchase.
+    ledger = Ledger(max_orders=2)
+    ledger.quote("a", "c1", 1, 1, 1, 30, "GBP", NOW)
+    ledger.quote("b", "c2", 1, 1, 1, 30, "GBP", NOW + 1)
+    assert "too many" in refused(UNAVAILABLE, ledger.quote, "c", "c3", 1, 1, 1, 30, "GBP", NOW + QUOTE_GRACE - 1)
+    assert ledger.quote("c", "c3", 1, 1, 1, 30, "GBP", NOW + QUOTE_GRACE)[0] == ["x", "a"]
 
 
 def test_due_lists_stale_quotes_and_expired_tokens_with_refunds():

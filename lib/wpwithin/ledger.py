@@ -42,6 +42,8 @@ PAID = const(2)
 CHARGE = const(0)  # ask the gateway to charge (after storing the "p" record)
 ANSWER = const(1)  # already paid: answer with the earlier result, charge nothing
 
+QUOTE_GRACE = const(30)  # seconds a quote is safe from being dropped to make room: time to pay it
+
 
 class Order:
     # Defaults live on the class: an instance stores only what differs from them, so a quote
@@ -191,10 +193,12 @@ class Ledger:
         return out
 
     def _make_room(self, now):
-        # A fully delivered order goes first, then the oldest unpaid quote; an order with
-        # units left never does. (A fresh quote may be about to be paid: it goes last.)
+        # A fully delivered order goes first, then the oldest unpaid quote, if it is at least
+        # QUOTE_GRACE old: a fresher one may be being paid right now, and dropping it would fail
+        # that purchase; better the new quote waits (503, which consumers retry). An order with
+        # units left never goes.
         done = [o for o in self.orders.values() if o.state == PAID and o.remaining() == 0 and not o.in_flight]
-        spare = done or [o for o in self.orders.values() if o.state == QUOTED]
+        spare = done or [o for o in self.orders.values() if o.state == QUOTED and now - o.quoted_at >= QUOTE_GRACE]
         if not spare:
             raise ProtocolError(UNAVAILABLE, "too many open orders; try again later")
         oldest = spare[0]
