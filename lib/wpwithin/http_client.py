@@ -116,7 +116,7 @@ class Connection:
         self._host_header = host if port == default_port else "%s:%d" % (host, port)
         self._reader = None
         self._writer = None
-        self._buf = None
+        self._buf = bytearray(self.limits.head_size())  # kept for the life of the object, across connections
         self._parser = http1.ResponseParser(self.limits)
         self.connects = 0  # connections opened so far (keep-alive reuse shows here)
 
@@ -202,8 +202,6 @@ class Connection:
 
     async def _open(self):
         self.connects += 1
-        if self._buf is None:
-            self._buf = bytearray(self.limits.head_size())
         try:
             if self.tls is not None:
                 opening = asyncio.open_connection(self.host, self.port, ssl=self.tls,
@@ -267,7 +265,7 @@ class Connection:
         length = parser.length
         if length >= 0:
             if end - start >= length:
-                return bytes(buf[start:start + length]), start + length, end
+                return bytes(memoryview(buf)[start:start + length]), start + length, end  # one copy, not two
             body = bytearray(length)
             have = end - start
             body[0:have] = buf[start:end]

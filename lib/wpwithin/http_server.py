@@ -358,7 +358,7 @@ class Server:
                         self._arm(slot, self.read_ms, began)
                         if not _got(slot, await _reading(slot, reader, slot.start + need)):
                             return  # the peer closed mid-body
-                    body = bytes(buf[slot.start:slot.start + need])
+                    body = bytes(slot.mv[slot.start:slot.start + need])  # one copy: a slice of buf would be two
                     slot.start += need
                 else:
                     body = b""
