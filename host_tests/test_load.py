@@ -43,7 +43,7 @@ async def shop(url, ca, producer, consumers, seconds):
     totals = {"bought": 0, "delivered": 0, "busy": 0}
 
     async def consumer(n):
-        role = ConsumerRole("load-car-%02d" % n, card, gateway, busy_retries=12)  # one length: comparable heaps
+        role = ConsumerRole("load-car-%02d" % n, card, gateway)  # one length of id: comparable heaps
         while time.monotonic() < deadline:
             purchase = await role.buy(producer, 1, 1, 2)
             totals["bought"] += 2

@@ -8,6 +8,7 @@ answer). The card goes only to the gateway; it is never logged, and
 repr() of this role shows no secret.
 """
 import asyncio
+import random
 
 from wpwithin import discovery, http_client, wire
 from wpwithin.consumer import Purchase
@@ -15,8 +16,11 @@ from wpwithin.errors import UNAVAILABLE, PeerError, ProtocolError
 
 # A producer at its connection cap answers 503 without reading the request,
 # and its other 503s (clock not set, too many open orders) change nothing
-# either: any request may be sent again. Waits 0.1, 0.2, 0.4, 0.8 s.
-BUSY_RETRIES = 4
+# either: any request may be sent again. Waits about 0.1, 0.2, 0.4, 0.8, then
+# 1.6 s at most (8 s in all), each between half and one and a half times
+# that, so consumers turned away together do not all come back together.
+BUSY_RETRIES = 8
+BUSY_WAIT_MAX = 1.6
 
 
 class ProducerError(Exception):
@@ -82,8 +86,8 @@ class ConsumerRole:
             if status != UNAVAILABLE or attempt == self.busy_retries:
                 break
             self.busy_answers += 1
-            await asyncio.sleep(delay)
-            delay *= 2
+            await asyncio.sleep(delay * (0.5 + random.getrandbits(8) / 256))
+            delay = min(delay * 2, BUSY_WAIT_MAX)
         try:
             obj = wire.decode_json(data, "producer's answer", wire.MAX_ANSWER_CONTAINERS)
         except ProtocolError as exc:
