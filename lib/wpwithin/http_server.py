@@ -134,6 +134,9 @@ class Server:
         self._watchdog = None
         # Answers made once, so refusing costs nothing at the worst moment.
         self._busy = self._answer(UNAVAILABLE, "too many connections; try again shortly")
+        # What refused connections' requests are read into and dropped: shared, made once. A
+        # buffer per refusal (Stream.read) is what runs a busy producer's small heap out.
+        self._drain = bytearray(BUSY_DRAIN)
         self._timed_out = self._answer(REQUEST_TIMEOUT, "request not received in time")
 
     def __repr__(self):
@@ -281,10 +284,11 @@ class Server:
             # with unread input makes the kernel reset the connection, and a
             # reset can destroy the answer before the client has read it.
             _say(writer, self._busy)
+            readinto = getattr(reader, "readinto", None)  # MicroPython: into the one drain buffer
             try:
-                await asyncio.wait_for(reader.read(BUSY_DRAIN), BUSY_LINGER)
-            except (asyncio.TimeoutError, OSError):
-                pass  # nothing came, or the peer left: close either way
+                await asyncio.wait_for(readinto(self._drain) if readinto else reader.read(BUSY_DRAIN), BUSY_LINGER)
+            except Exception:  # noqa: nothing came, the peer left, or no heap to spare: close either way
+                pass
             await _close(writer)
             return
         slot.task = asyncio.current_task()
