@@ -36,7 +36,7 @@ NOT_IMPLEMENTED = const(501)
 VERSION_NOT_SUPPORTED = const(505)
 
 # Defaults sized for an ESP32 without PSRAM: a server buffer holds
-# max(request line + header block, body) = 2.3 KB per connection.
+# max(request line + header block, body) = 1.3 KB per connection.
 MAX_REQUEST_LINE = const(256)  # request line (or status line), CRLF excluded
 MAX_HEADER_BLOCK = const(1024)  # header lines plus the blank line ending them (a Go client sends ~150 bytes)
 MAX_HEADERS = const(24)  # header fields in one head

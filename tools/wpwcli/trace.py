@@ -1,11 +1,11 @@
 """Sequence diagrams of a purchase: every HTTP message the CLI sends, drawn as SVG.
 
-Recorder wraps the lib's http_client.request so each exchange (who, route,
-status, time) is noted as it happens; render() draws a lane for the
-consumer, one per producer and one for the gateway, with one arrow per
-request and per answer. The producer's own
-call to the gateway (inside POST /payment) is drawn as a note, since the CLI
-cannot see it. Card numbers, tokens' keys and service keys are never drawn.
+Recorder wraps the lib's http_client.Connection.request (every request the
+consumer and its gateway client make goes through it) so each exchange
+(who, route, status, time) is noted as it happens; render() draws a lane
+for the consumer, one per producer and one for the gateway, with one arrow
+per request and per answer. The producer's own call to the gateway (inside
+POST /payment) is drawn as a note, since the CLI cannot see it. Card numbers, tokens' keys and service keys are never drawn.
 """
 import time
 from xml.sax.saxutils import escape
@@ -22,29 +22,32 @@ class Recorder:
 
     def install(self):
         """Start recording every request made through wpwithin.http_client."""
-        self._request = http_client.request
+        self._request = original = http_client.Connection.request
+        recorder = self
 
-        async def traced(method, host, port, path, *args, **kwargs):
-            lane = "gateway" if (host, port) == self.gateway else (host, port)
+        async def traced(conn, method, path, *args, **kwargs):
+            lane = "gateway" if (conn.host, conn.port) == recorder.gateway else (conn.host, conn.port)
             label = "%s %s" % (method, path.split("?")[0])
-            self.events.append((time.monotonic() - self.start, "consumer", lane, label, None))
+            recorder.events.append((time.monotonic() - recorder.start, "consumer", lane, label, None))
             try:
-                answer = await self._request(method, host, port, path, *args, **kwargs)
+                answer = await original(conn, method, path, *args, **kwargs)
             except Exception as exc:
-                self.events.append((time.monotonic() - self.start, lane, "consumer", type(exc).__name__, "error"))
+                recorder.events.append((time.monotonic() - recorder.start, lane, "consumer", type(exc).__name__,
+                                        "error"))
                 raise
             status = answer[0]
             if lane != "gateway" and path.endswith("/payment"):
-                self.events.append((time.monotonic() - self.start, lane, "gateway",
-                                    "POST /orders (the producer charges the token)", "note"))
-            self.events.append((time.monotonic() - self.start, lane, "consumer", "%d" % status, status))
+                recorder.events.append((time.monotonic() - recorder.start, lane, "gateway",
+                                        "POST /orders (the producer charges the token)", "note"))
+            recorder.events.append((time.monotonic() - recorder.start, lane, "consumer", "%d" % status, status))
             return answer
 
-        http_client.request = traced
+        http_client.Connection.request = traced
 
     def uninstall(self):
         if self._request is not None:
-            http_client.request = self._request
+            http_client.Connection.request = self._request
+            self._request = None
 
     def lanes(self):
         """Lane keys in order: consumer, producers as first met, gateway."""
