@@ -64,8 +64,10 @@ class GatewayClient:
         return "<GatewayClient %s>" % self.url
 
     def _connection(self):
+        # The answer is parsed where it arrived, in the connection's buffer (view_body): an order's
+        # 700 bytes, copied, were the allocation a fragmented heap could not find.
         return http_client.Connection(self.host, self.port, self.timeout, self.tls,
-                                      self.host if self.tls else None)
+                                      self.host if self.tls else None, view_body=True)
 
     async def _call(self, method, path, body=None, auth=False):
         headers = {}
@@ -79,20 +81,18 @@ class GatewayClient:
         conn, self._spare = self._spare or self._connection(), None
         try:
             status, _, data = await conn.request(method, self.base + path, payload, headers, close=True)
+            # `data` is a view of conn's buffer: parsed before conn can serve another call.
+            try:
+                obj, bad = (wire.decode_json(data, "gateway answer", None) if data else None), None
+            except ProtocolError as exc:
+                obj, bad = None, exc.message
         finally:
             await conn.close()
             self._spare = conn
         if status == 200:
-            if not data:
-                return None
-            try:
-                return wire.decode_json(data, "gateway response", wire.MAX_ANSWER_CONTAINERS)
-            except ProtocolError as exc:
-                raise PeerError(exc.message)
-        try:
-            obj = wire.decode_json(data, "gateway error", wire.MAX_ANSWER_CONTAINERS)
-        except ProtocolError:
-            obj = None
+            if bad:
+                raise PeerError(bad)
+            return obj
         raise gateway_wire.parse_error(status, obj)
 
     async def token(self, client_key, card):

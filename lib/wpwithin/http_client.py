@@ -103,7 +103,9 @@ class Connection:
     """
 
     def __init__(self, host, port, timeout=TIMEOUT, tls=None, server_hostname=None,
-                 max_body=http1.MAX_RESPONSE_BODY, limits=None):
+                 max_body=http1.MAX_RESPONSE_BODY, limits=None, view_body=False):
+        """view_body: a body that arrives within the buffer is returned as a memoryview of it, valid
+        until the next request on this object: no copy, no allocation the size of the body."""
         head = limits or http1.DEFAULT_LIMITS
         self.limits = http1.Limits(head.request_line, head.header_block if limits else http1.MAX_RESPONSE_HEADER_BLOCK,
                                    head.headers, max_body)
@@ -119,6 +121,7 @@ class Connection:
         self._buf = bytearray(self.limits.head_size())  # kept for the life of the object, across connections
         self._parser = http1.ResponseParser(self.limits)
         self.connects = 0  # connections opened so far (keep-alive reuse shows here)
+        self.view_body = view_body
 
     def __repr__(self):
         return "<Connection %s:%s>" % (self.host, self.port)
@@ -265,7 +268,8 @@ class Connection:
         length = parser.length
         if length >= 0:
             if end - start >= length:
-                return bytes(memoryview(buf)[start:start + length]), start + length, end  # one copy, not two
+                body = memoryview(buf)[start:start + length]
+                return body if self.view_body else bytes(body), start + length, end
             body = bytearray(length)
             have = end - start
             body[0:have] = buf[start:end]

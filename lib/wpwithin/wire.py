@@ -8,7 +8,7 @@ Never does I/O and never sees card data.
 """
 import json
 
-from wpwithin.compat import const
+from wpwithin.compat import MICROPYTHON, const
 from wpwithin.errors import BAD_REQUEST, UNPROCESSABLE, ProtocolError
 
 # Limits: below 2**30 so numbers stay small ints on a 32-bit MicroPython.
@@ -32,15 +32,18 @@ _MISSING = object()
 # --- JSON text -------------------------------------------------------------
 
 def decode_json(body, where="body", containers=MAX_CONTAINERS):
-    """Parse a request or response body (bytes) into a JSON value of at most `containers` objects and arrays."""
-    if body.count(b"{") + body.count(b"[") > containers:  # braces in strings count too: still a bound
+    """Parse a body (bytes, or on MicroPython a memoryview) into a JSON value.
+
+    containers: the most objects and arrays it may hold (bytes only; None: not counted).
+    """
+    if containers is not None and body.count(b"{") + body.count(b"[") > containers:  # in strings too: a bound
         raise ProtocolError(UNPROCESSABLE, "%s has more than %d objects and arrays" % (where, containers))
     try:
-        text = str(body, "utf-8")
+        # MicroPython parses the bytes where they are (no copy of the body) and refuses bad
+        # UTF-8 with UnicodeError; CPython would guess UTF-16 or -32 from bytes, so it gets text.
+        return json.loads(body if MICROPYTHON else str(body, "utf-8"))
     except UnicodeError:
         raise ProtocolError(UNPROCESSABLE, "%s is not valid UTF-8" % where)
-    try:
-        return json.loads(text)
     except ValueError:
         raise ProtocolError(UNPROCESSABLE, "%s is not valid JSON" % where)
     except RuntimeError:  # CPython: nesting deeper than the recursion limit
