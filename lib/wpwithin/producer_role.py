@@ -59,9 +59,9 @@ class ProducerRole:
         self.settle_after = settle_after  # s a charge may take to show at the gateway
         self._paying = {}  # ref -> Event set when the attempt in flight ends
         # One gateway request at a time. Each opens a TLS session: 16-20 KB of
-        # an ESP32's heap, and on the 64-bit unix port a few concurrent
-        # handshakes exhausted a 256 KB GC heap (8 consumers paying at once).
-        # Payments queue here for a moment instead.
+        # an ESP32's RAM (the ESP-IDF heap the WiFi stack also lives on), and
+        # the gateway client has one connection object to reuse. Payments
+        # queue here for a moment instead.
         self._gateway_turn = asyncio.Lock()
         self.last_errors = []
 
