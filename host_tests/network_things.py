@@ -17,6 +17,7 @@ import threading
 import time
 
 import mpy
+from benchlib.procs import free_ports
 from wpwithin.thing import HEAP_QUERY
 
 ROOT = mpy.ROOT
@@ -50,15 +51,8 @@ def free_port(kind=socket.SOCK_STREAM):
 
 
 def udp_ports(n):
-    """n distinct UDP ports no one uses now: all held at once, so the kernel cannot hand one out twice."""
-    held = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
-    try:
-        for sock in held:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in held]
-    finally:
-        for sock in held:
-            sock.close()
+    """n distinct UDP ports no one uses now (all held at once, so none is handed out twice)."""
+    return free_ports(n, socket.SOCK_DGRAM)
 
 
 def runtime_command(runtime, script, heap=None):

@@ -19,32 +19,9 @@ import urllib.request
 import pytest
 
 from network_things import THING, Things, producer_config, udp_ports
+from vboards import alive, children
 
 GATEWAY = "http://127.0.0.1:9/v1"  # never called here: nothing is bought
-
-
-def children(pid):
-    """Pids whose parent is `pid` (Linux /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open("/proc/%d/stat" % pid) as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
 def config_for(tmp_path, name, **kwargs):
