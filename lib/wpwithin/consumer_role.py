@@ -60,6 +60,7 @@ class ConsumerRole:
         self.timeout = timeout
         self.busy_retries = busy_retries
         self.busy_answers = 0  # 503s met (and retried) so far
+        self._conns = http_client.Reuse(timeout)
 
     def __repr__(self):
         return "<ConsumerRole %s>" % self.client_id
@@ -80,9 +81,13 @@ class ConsumerRole:
         headers = {"Content-Type": "application/json"} if payload is not None else None
         delay = 0.1
         for attempt in range(self.busy_retries + 1):
-            status, _, data = await http_client.request(
-                method, producer.host, producer.port, producer.url_prefix + route, payload, headers,
-                timeout=self.timeout)
+            conn = self._conns.take(producer.host, producer.port)
+            try:
+                status, _, data = await conn.request(method, producer.url_prefix + route, payload, headers,
+                                                     close=True)
+            finally:
+                await conn.close()
+                self._conns.give(conn)
             if status != UNAVAILABLE or attempt == self.busy_retries:
                 break
             self.busy_answers += 1

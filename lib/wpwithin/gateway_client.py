@@ -55,19 +55,14 @@ class GatewayClient:
         self._service_key = service_key
         self.timeout = timeout
         self.tls = http_client.tls_context(cadata=ca) if tls else None
-        # One connection object (its 2 KB buffer and parser) made now and reused by every call,
-        # its socket closed after each: a fresh buffer per payment fragments a small heap until
-        # one cannot be found. A call made while it is in use gets a temporary one.
-        self._spare = self._connection()
+        # One connection object (its 2 KB buffer and parser), made now and reused by every call,
+        # its socket closed after each. Answers are parsed where they arrived, in its buffer
+        # (view_body): an order's 700 bytes, copied, were what a fragmented heap could not find.
+        self._conns = http_client.Reuse(timeout, self.tls, view_body=True)
+        self._conns.give(self._conns.take(self.host, self.port))
 
     def __repr__(self):
         return "<GatewayClient %s>" % self.url
-
-    def _connection(self):
-        # The answer is parsed where it arrived, in the connection's buffer (view_body): an order's
-        # 700 bytes, copied, were the allocation a fragmented heap could not find.
-        return http_client.Connection(self.host, self.port, self.timeout, self.tls,
-                                      self.host if self.tls else None, view_body=True)
 
     async def _call(self, method, path, body=None, auth=False):
         headers = {}
@@ -78,7 +73,7 @@ class GatewayClient:
         payload = None if body is None else wire.encode_json(body)
         if payload is not None:
             headers["Content-Type"] = "application/json"
-        conn, self._spare = self._spare or self._connection(), None
+        conn = self._conns.take(self.host, self.port)
         try:
             status, _, data = await conn.request(method, self.base + path, payload, headers, close=True)
             # `data` is a view of conn's buffer: parsed before conn can serve another call.
@@ -88,7 +83,7 @@ class GatewayClient:
                 obj, bad = None, exc.message
         finally:
             await conn.close()
-            self._spare = conn
+            self._conns.give(conn)
         if status == 200:
             if bad:
                 raise PeerError(bad)

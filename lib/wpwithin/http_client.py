@@ -365,6 +365,32 @@ def _reason(exc):
     return "%s %s" % (type(exc).__name__, text[:120])
 
 
+class Reuse:
+    """Keeps one Connection object (its buffer and parser) for the next request to the same place.
+
+    take() hands it out, or a new one when it is already out or was made for
+    another host; give() keeps the one handed back. Requests that overlap get
+    objects of their own. A new buffer per request is what fragments a small
+    heap until a block that size cannot be found.
+    """
+
+    def __init__(self, timeout=TIMEOUT, tls=None, view_body=False):
+        self.timeout = timeout
+        self.tls = tls
+        self.view_body = view_body
+        self.idle = None
+
+    def take(self, host, port):
+        conn, self.idle = self.idle, None
+        if conn is None or conn.host != host or conn.port != port:
+            conn = Connection(host, port, self.timeout, self.tls, host if self.tls else None,
+                              view_body=self.view_body)
+        return conn
+
+    def give(self, conn):
+        self.idle = conn
+
+
 async def request(method, host, port, path, body=None, headers=None, timeout=TIMEOUT, tls=None,
                   server_hostname=None, max_body=http1.MAX_RESPONSE_BODY):
     """One request on a fresh connection, closed afterwards: (status, headers, body bytes)."""
