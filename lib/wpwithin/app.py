@@ -23,7 +23,7 @@ import os
 import sys
 
 from wpwithin.compat import const
-from wpwithin.journal import JournalCorrupt
+from wpwithin.journal import JournalCorrupt, exists
 from wpwithin.thing import Thing
 
 try:
@@ -60,14 +60,6 @@ def log(message):
     del messages[:-MESSAGES_KEPT]
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def _read_int(path):
     try:
         with open(path) as f:
@@ -96,7 +88,7 @@ def enter_safe_mode(why):
 
 def should_start(board):
     """(True, "") or (False, reason) for safe mode."""
-    if _exists(SAFE_MODE_FILE):
+    if exists(SAFE_MODE_FILE):
         return False, "the %s file is present" % SAFE_MODE_FILE
     if board.button_held():
         return False, "the safe-mode button was held at reset"
@@ -259,7 +251,7 @@ async def _watch_network(board, secrets, thing, check_s):
         board.feed()
         await asyncio.sleep(check_s)
         up_for += check_s
-        if up_for >= STABLE_AFTER_S and _exists(CRASH_FILE):
+        if up_for >= STABLE_AFTER_S and exists(CRASH_FILE):
             os.remove(CRASH_FILE)  # a stable run: earlier crashes no longer count
         if not board.wifi_connected():
             log("wifi down; reconnecting")

@@ -40,6 +40,7 @@ import asyncio
 import sys
 
 from wpwithin import http1, wire
+from wpwithin.compat import MICROPYTHON
 from wpwithin.errors import INTERNAL, UNAVAILABLE, ProtocolError
 
 try:
@@ -56,7 +57,6 @@ except ImportError:  # CPython
     def ticks_diff(a, b):
         return a - b
 
-_MICROPYTHON = sys.implementation.name == "micropython"
 REQUEST_TIMEOUT = 408
 
 # Defaults for a Thing on WiFi. The reference's Go client keeps idle
@@ -162,9 +162,9 @@ class Server:
             raise RuntimeError("server already started")
         self._slots = tuple(_Slot(self.limits) for _ in range(self.max_connections))
         port = self.port
-        tries = 8 if port == 0 and _MICROPYTHON else 1
+        tries = 8 if port == 0 and MICROPYTHON else 1
         while True:
-            if port == 0 and _MICROPYTHON:
+            if port == 0 and MICROPYTHON:
                 port = _free_port(self.host)
             try:
                 # Both runtimes set SO_REUSEADDR here (CPython: reuse_address
@@ -447,7 +447,7 @@ def _response(slot, status, body, close, head_only):
         n = http1.write_response_head(buf, status, len(body), close)
         if size:
             buf[n:n + size] = body
-        if _MICROPYTHON:
+        if MICROPYTHON:
             return slot.mv[:n + size]  # Stream.write copies whatever it cannot send at once
         # CPython's transport may keep a view of what it could not send
         # yet; the slot's buffer is reused, so hand it a copy.

@@ -40,7 +40,8 @@ def _parse(line):
     return record if isinstance(record, list) and record else None
 
 
-def _exists(path):
+def exists(path):
+    """True when path names a file or folder (MicroPython has no os.path)."""
     try:
         os.stat(path)
         return True
@@ -64,12 +65,12 @@ class FileJournal:
         without, the records are returned as a list.
         """
         tmp = self.path + ".tmp"
-        if not _exists(self.path) and _exists(tmp):
+        if not exists(self.path) and exists(tmp):
             os.rename(tmp, self.path)  # a compaction was cut between its two steps
         records = []
         count = 0
         bad_at = None
-        if _exists(self.path):
+        if exists(self.path):
             with open(self.path) as f:
                 number = 0
                 while True:

@@ -36,7 +36,7 @@ def make_hooks(board):
 
 def snapshot():
     """The state as a dict: mode, board, the Thing's status, task crashes, heap, last messages."""
-    out = {"mode": app.state["mode"], "safeModeFile": app._exists(app.SAFE_MODE_FILE),
+    out = {"mode": app.state["mode"], "safeModeFile": app.exists(app.SAFE_MODE_FILE),
            "bootCrashes": app._read_int(app.CRASH_FILE), "taskCrashes": app.state["crashes"]}
     board = app.state["board"]
     if board is not None:
