@@ -52,12 +52,23 @@ def _path(prefix, key):
     return prefix + key if not prefix else "%s.%s" % (prefix, key)
 
 
-def get_object(obj, key, prefix=""):
-    """A required nested JSON object."""
+def _lookup(obj, key, prefix, required):
+    """(the field's path, its value); GatewayError if it is required and absent or null."""
     field = _path(prefix, key)
     value = obj.get(key)
-    if value is None:
+    if value is None and required:
         raise GatewayError("BAD_REQUEST", "%s is required" % field)
+    return field, value
+
+
+def _check_int(field, value, kind):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GatewayError("BAD_REQUEST", "%s must be %s" % (field, kind))
+
+
+def get_object(obj, key, prefix=""):
+    """A required nested JSON object."""
+    field, value = _lookup(obj, key, prefix, True)
     if not isinstance(value, dict):
         raise GatewayError("BAD_REQUEST", "%s must be a JSON object" % field)
     return value
@@ -65,11 +76,8 @@ def get_object(obj, key, prefix=""):
 
 def get_string(obj, key, prefix="", required=True, max_len=MAX_TEXT):
     """A string of 1..max_len characters; None if optional and absent or null."""
-    field = _path(prefix, key)
-    value = obj.get(key)
+    field, value = _lookup(obj, key, prefix, required)
     if value is None:
-        if required:
-            raise GatewayError("BAD_REQUEST", "%s is required" % field)
         return None
     if not isinstance(value, str):
         raise GatewayError("BAD_REQUEST", "%s must be a string" % field)
@@ -82,14 +90,10 @@ def get_string(obj, key, prefix="", required=True, max_len=MAX_TEXT):
 
 def get_int(obj, key, low, high, prefix="", required=True):
     """An integer in low..high (JSON booleans and floats refused); None if optional and absent."""
-    field = _path(prefix, key)
-    value = obj.get(key)
+    field, value = _lookup(obj, key, prefix, required)
     if value is None:
-        if required:
-            raise GatewayError("BAD_REQUEST", "%s is required" % field)
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise GatewayError("BAD_REQUEST", "%s must be an integer" % field)
+    _check_int(field, value, "an integer")
     if not low <= value <= high:
         raise GatewayError("BAD_REQUEST", "%s must be between %d and %d" % (field, low, high))
     return value
@@ -97,14 +101,10 @@ def get_int(obj, key, low, high, prefix="", required=True):
 
 def get_amount(obj, key, prefix="", required=True):
     """A positive amount in minor units, at most 2**31-1."""
-    field = _path(prefix, key)
-    value = obj.get(key)
+    field, value = _lookup(obj, key, prefix, required)
     if value is None:
-        if required:
-            raise GatewayError("BAD_REQUEST", "%s is required" % field)
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise GatewayError("BAD_REQUEST", "%s must be an integer number of minor units" % field)
+    _check_int(field, value, "an integer number of minor units")
     if value <= 0:
         raise GatewayError("BAD_REQUEST", "%s must be greater than zero" % field)
     if value > MAX_AMOUNT:
