@@ -162,10 +162,11 @@ def answers(data, head=False):
         match = _STATUS_LINE.match(data)
         if not match:
             raise BadAnswer("not a status line: %r" % data[:80])
+        status = int(match.group(1))
         end = data.find(b"\r\n\r\n", match.end() - 2)
         if end < 0:
             raise BadAnswer("a head that never ends: %r" % data[:200])
-        if match.group(1).startswith(b"1"):  # an interim answer (100 Continue): a head alone
+        if status < 200:  # an interim answer (100 Continue): a head alone
             data = data[end + 4:]
             continue
         length = None
@@ -178,13 +179,12 @@ def answers(data, head=False):
         if length is None:
             raise BadAnswer("no Content-Length: %r" % data[:end])
         if head and not out and len(data) != end + 4 + length:
-            out.append((int(match.group(1)), None))
+            out.append((status, None))
             data = data[end + 4:]
             continue
         body = data[end + 4:end + 4 + length]
         if len(body) != length:
             raise BadAnswer("body cut short: %d of %d bytes" % (len(body), length))
-        status = int(match.group(1))
         try:
             obj = json.loads(body)
         except ValueError:

@@ -109,6 +109,15 @@ async def exchange(port, data, count=1, check_close=True):
     return split(got), closed
 
 
+async def failure(coro):
+    """The NetError awaiting coro raises; fails if it raises none."""
+    try:
+        await coro
+    except NetError as exc:
+        return exc
+    raise AssertionError("no NetError")
+
+
 def error_of(response):
     status, headers, body, _ = response
     message = json.loads(body)
@@ -440,11 +449,8 @@ def test_server_close_drops_open_connections():
         assert server.connections == 0
         assert await read_some(reader) == b""
         await shut(writer)
-        try:
-            await request("GET", HOST, server.port, "/", timeout=1)
-        except ConnectFailed:
-            return
-        raise AssertionError("closed server still accepts")
+        exc = await failure(request("GET", HOST, server.port, "/", timeout=1))
+        assert isinstance(exc, ConnectFailed), "closed server still accepts: %r" % exc
     asyncio.run(main())
 
 
@@ -456,12 +462,9 @@ def test_client_times_out_when_the_server_never_answers():
         await asyncio.sleep(5)
 
     async def test(port):
-        try:
-            await request("GET", HOST, port, "/", timeout=0.3)
-        except HttpTimeout as exc:
-            assert "timed out" in exc.message and str(port) in exc.message
-            return
-        raise AssertionError("no HttpTimeout")
+        exc = await failure(request("GET", HOST, port, "/", timeout=0.3))
+        assert isinstance(exc, HttpTimeout), exc
+        assert "timed out" in exc.message and str(port) in exc.message
     with_raw_server(silent, test)
 
 
@@ -471,12 +474,8 @@ def test_refused_connection_is_connect_failed():
     port = serve(test)  # a port nobody listens on any more
 
     async def main():
-        try:
-            await request("GET", HOST, port, "/", timeout=1)
-        except ConnectFailed as exc:
-            assert str(port) in exc.message
-            return
-        raise AssertionError("no ConnectFailed")
+        exc = await failure(request("GET", HOST, port, "/", timeout=1))
+        assert isinstance(exc, ConnectFailed) and str(port) in exc.message, exc
     asyncio.run(main())
 
 
@@ -502,14 +501,6 @@ def test_peer_closing_before_answering_is_connection_dropped():
         exc = await failure(request("POST", HOST, port, "/", b"{}"))
         assert isinstance(exc, ConnectionDropped) and not exc.answered, exc
     with_raw_server(hang_up, test)
-
-
-async def failure(coro):
-    try:
-        await coro
-    except NetError as exc:
-        return exc
-    raise AssertionError("no NetError")
 
 
 def test_bad_and_oversized_responses_are_bad_response():
