@@ -129,6 +129,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.journal = []
         self.now = NOW
         self.n = 0
+        self.supplied = {}  # token key -> units counted as supplied, kept here apart from the ledger
+        self.paid = {}  # token key -> units paid
 
     def _keep(self, record):
         self.journal.append(record)
@@ -169,7 +171,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 99), client=st.sampled_from(["c1", "c2"]), units=st.integers(1, 12),
           supplied=st.integers(0, 15))
     def deliver(self, pick, client, units, supplied):
-        keys = sorted(self.ledger.by_key) or ["missing"]
+        keys = sorted(self.ledger.by_key) + sorted(self.ledger.spent) or ["missing"]
         order = self._try(self.ledger.paid_order, keys[pick % len(keys)], client, 1)
         if order is None:
             return
@@ -180,6 +182,8 @@ class LedgerMachine(RuleBasedStateMachine):
             ended = self._try(self.ledger.end_delivery, order, supplied)
             if ended:
                 self._keep(ended[0])
+                self.supplied[order.key] = self.supplied.get(order.key, 0) + ended[1]
+                self.paid[order.key] = order.units
 
     @rule(seconds=st.integers(1, 30))
     def tick(self, seconds):
@@ -195,6 +199,10 @@ class LedgerMachine(RuleBasedStateMachine):
             assert 0 <= order.delivered + order.in_flight <= order.units
             if order.state != PAID:
                 assert order.delivered == 0 and order.in_flight == 0
+        for key, units in self.supplied.items():
+            assert units <= self.paid[key]
+        for key, (ref, client, service, units, expiry) in self.ledger.spent.items():
+            assert self.supplied[key] == units and key not in self.ledger.by_key and ref not in self.ledger.orders
 
     @invariant()
     def journal_replays_to_the_same_state(self):

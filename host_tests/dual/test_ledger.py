@@ -86,16 +86,40 @@ def test_expired_token_cannot_begin():
     refused(GONE, ledger.begin_delivery, order, 1, NOW + 10)
 
 
-def test_full_ledger_drops_a_fully_delivered_order_before_a_quote_and_never_one_with_units_left():
+def test_a_used_up_order_leaves_the_ledger_and_its_token_is_still_refused_as_used_up():
     ledger = Ledger(max_orders=3)
-    paid(ledger, "done", "k1", units=1)
-    paid(ledger, "open", "k2", units=2)
-    quoted(ledger, "quote")
+    paid(ledger, "done", "k1", units=2, expiry=NOW + 60)
     order = ledger.paid_order("k1", "c1", 1)
-    ledger.begin_delivery(order, 1, NOW)
-    ledger.end_delivery(order, 1)
-    assert ledger.quote("new", "c1", 1, 1, 1, 30, "GBP", NOW)[0] == ["x", "done"]
-    assert sorted(ledger.orders) == ["new", "open", "quote"]
+    ledger.begin_delivery(order, 2, NOW)
+    ledger.end_delivery(order, 2)
+    assert ledger.orders == {} and ledger.by_key == {}  # its slot is free for the next purchase
+    assert ledger.spent == {"k1": ("done", "c1", 1, 2, NOW + 60)}
+    again = ledger.paid_order("k1", "c1", 1)
+    assert "Units available = 0" in refused(CONFLICT, ledger.begin_delivery, again, 1, NOW)
+    assert "begin one first" in refused(CONFLICT, ledger.end_delivery, again, 1)
+    assert "another client" in refused(BAD_REQUEST, ledger.paid_order, "k1", "c2", 1)
+    refused(GONE, ledger.begin_delivery, ledger.paid_order("k1", "c1", 1), 1, NOW + 60)
+    assert Ledger.replay(ledger.records(), max_orders=3).spent == ledger.spent
+
+
+def test_spent_tokens_are_bounded_by_max_orders_the_first_to_expire_goes():
+    ledger = Ledger(max_orders=2)
+    for i, expiry in enumerate((NOW + 30, NOW + 10, NOW + 20)):
+        paid(ledger, "r%d" % i, "k%d" % i, units=1, expiry=expiry)
+        order = ledger.paid_order("k%d" % i, "c1", 1)
+        ledger.begin_delivery(order, 1, NOW)
+        ledger.end_delivery(order, 1)
+    assert sorted(ledger.spent) == ["k0", "k2"]
+    assert refused(BAD_REQUEST, ledger.paid_order, "k1", "c1", 1) == "unknown delivery token"
+
+
+def test_a_journal_that_drops_a_used_up_order_later_still_replays():
+    # Journals written before spent tokens say "x" for a used-up order when it expires.
+    ledger = paid(ref="old", key="k1", units=1)
+    records = [["b", "k1", 1], ["e", "k1", 1], ["x", "old"]]
+    for record in records:
+        ledger.apply(record)
+    assert ledger.orders == {} and list(ledger.spent) == ["k1"]
 
 
 def test_full_ledger_drops_the_oldest_quote_but_never_a_paid_order():

@@ -18,8 +18,16 @@ happened:
     ["b", key, units]                         delivery began: units in flight
     ["e", key, units]                         delivery ended: units supplied
     ["r", ref, amount]                        unused units refunded
-    ["x", ref]                                order dropped (expired or done)
+    ["x", ref]                                order dropped (expired, or a stale quote)
     ["s", service, units]                     units sold so far (compaction only)
+    ["d", key, ref, client, service, units, expiry]  a used-up token (compaction only)
+
+An "e" record that leaves no units drops its order and keeps the token as
+`spent`: a tuple, about a third of an order's heap, so a board serving many
+purchases does not hold every finished order until its token expires. A
+spent token is still answered as the order would be (409: no units left)
+until it is one of more than max_orders spent tokens and the one that
+expires first goes.
 
 Public methods decide, build the record, apply it and return it; apply() is
 the only code that changes state, and replay() feeds stored records through
@@ -90,6 +98,7 @@ class Ledger:
         self.orders = {}  # ref -> Order
         self.by_key = {}  # token key -> Order
         self.sold = {}  # service id -> units sold and not refunded
+        self.spent = {}  # token key -> (ref, client, service, units, expiry) of a used-up token
 
     # --- state changes: the only place state is written -------------------
 
@@ -103,6 +112,9 @@ class Ledger:
         if kind == "s":
             self.sold[record[1]] = record[2]
             return
+        if kind == "d":
+            self._spend(record[1], record[2:])
+            return
         if kind in ("b", "e"):
             order = self.by_key.get(record[1])
             if order is None or order.state != PAID:
@@ -112,9 +124,16 @@ class Ledger:
             else:
                 order.delivered += record[2]
                 order.in_flight = 0
+                if not order.remaining():
+                    del self.orders[order.ref]
+                    del self.by_key[order.key]
+                    self._spend(order.key, (order.ref, order.client_id, order.service_id, order.units,
+                                            order.expiry))
             return
         order = self.orders.get(record[1])
         if order is None:
+            if kind == "x":
+                return  # used up already: a journal written before spent tokens drops it later
             raise ValueError("record for unknown order")
         if kind == "p":
             order.state = PAYING
@@ -138,6 +157,12 @@ class Ledger:
         else:
             raise ValueError("unknown record kind %r" % kind)
 
+    def _spend(self, key, spent):
+        self.spent[key] = tuple(spent)
+        if len(self.spent) > self.max_orders:
+            first = min(self.spent, key=lambda k: (self.spent[k][4], k))
+            del self.spent[first]
+
     def _do(self, record):
         self.apply(record)
         return record
@@ -153,6 +178,7 @@ class Ledger:
         return (
             sorted(o.snapshot() for o in self.orders.values()),
             sorted(self.sold.items()),
+            sorted(self.spent.items()),
         )
 
     def records(self):
@@ -176,6 +202,7 @@ class Ledger:
                     out.append(["e", o.key, o.delivered])
                 if o.in_flight:
                     out.append(["b", o.key, o.in_flight])
+        out.extend(["d", key] + list(self.spent[key]) for key in sorted(self.spent))
         # Last, so it overrides what the "c" and "r" records above added up.
         out.extend(["s", service, self.sold[service]] for service in sorted(self.sold))
         return out
@@ -193,12 +220,10 @@ class Ledger:
         return out
 
     def _make_room(self, now):
-        # A fully delivered order goes first, then the oldest unpaid quote, if it is at least
-        # QUOTE_GRACE old: a fresher one may be being paid right now, and dropping it would fail
-        # that purchase; better the new quote waits (503, which consumers retry). An order with
-        # units left never goes.
-        done = [o for o in self.orders.values() if o.state == PAID and o.remaining() == 0 and not o.in_flight]
-        spare = done or [o for o in self.orders.values() if o.state == QUOTED and now - o.quoted_at >= QUOTE_GRACE]
+        # The oldest unpaid quote goes, if it is at least QUOTE_GRACE old: a fresher one may be
+        # being paid right now, and dropping it would fail that purchase; better the new quote
+        # waits (503, which consumers retry). An order with units left never goes.
+        spare = [o for o in self.orders.values() if o.state == QUOTED and now - o.quoted_at >= QUOTE_GRACE]
         if not spare:
             raise ProtocolError(UNAVAILABLE, "too many open orders; try again later")
         oldest = spare[0]
@@ -255,7 +280,15 @@ class Ledger:
         """The paid order of a delivery token, checked against the request."""
         order = self.by_key.get(key)
         if order is None:
-            raise ProtocolError(BAD_REQUEST, "unknown delivery token")
+            spent = self.spent.get(key)
+            if spent is None:
+                raise ProtocolError(BAD_REQUEST, "unknown delivery token")
+            ref, client, service, units, expiry = spent
+            order = Order(ref, client, service, 0, units, 0, "", 0)  # answered as the used-up order was
+            order.state = PAID
+            order.key = key
+            order.expiry = expiry
+            order.delivered = units
         if order.client_id != client_id:
             raise ProtocolError(BAD_REQUEST, "delivery token was issued to another client")
         if order.service_id != service_id:
