@@ -30,7 +30,7 @@ def pay(hte, gateway, random, purchase, card=CARD):
     journal = []
     token = gateway.token(trip(gateway_wire.token_request(purchase.total["merchantClientKey"], card)))
     client_token = gateway_wire.parse_token_response(token)["token"]
-    step, request, record, ref = hte.payment(trip(purchase.payment_request(client_token)), NOW + 1)
+    step, request, record, ref = hte.payment(wire.parse_payment_request(trip(purchase.payment_request(client_token))), NOW + 1)
     assert step == CHARGE
     journal.append(record)
     order = gateway_wire.parse_order_response(gateway.order(trip(request)))
@@ -94,7 +94,7 @@ def test_retried_payment_answers_the_same_token_without_charging_again():
     hte, gateway, random = producer(), MemoryGateway(), Randomness()
     purchase, _ = buy(hte, gateway, random, units=2)
     again = purchase.payment_request("TEST_SU_anything")
-    step, response, record, _ = hte.payment(trip(again), NOW + 10)
+    step, response, record, _ = hte.payment(wire.parse_payment_request(trip(again)), NOW + 10)
     assert step == ANSWER and record is None
     assert response["serviceDeliveryToken"] == purchase.token
     assert len(gateway.orders) == 1

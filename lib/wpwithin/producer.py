@@ -105,9 +105,12 @@ class Producer:
 
     # --- pay -----------------------------------------------------------------------
 
-    def payment(self, body, now):
-        """(CHARGE, order request, "p" record, ref) or (ANSWER, response, None, ref)."""
-        req = wire.parse_payment_request(body)
+    def payment(self, req, now):
+        """(CHARGE, order request, "p" record, ref) or (ANSWER, response, None, ref).
+
+        req: the request as wire.parse_payment_request() returns it (the shell parses it first, to
+        queue payments of one order behind each other).
+        """
         ref = req["paymentReferenceID"]
         step = self.ledger.payment_step(ref, req["clientID"], now)
         order = self.ledger.orders[ref]

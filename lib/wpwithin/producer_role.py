@@ -109,7 +109,8 @@ class ProducerRole:
     # --- payment -------------------------------------------------------------------
 
     async def _payment(self, request):
-        ref = wire.parse_payment_request(request)["paymentReferenceID"]
+        request = wire.parse_payment_request(request)
+        ref = request["paymentReferenceID"]
         await self._wait_turn(ref)
         order = self.core.ledger.orders.get(ref)
         if order is not None and order.state == PAYING:
