@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import mpy
-from wpwithin import delivery_token, rfc3339, wire
+from wpwithin import consumer, delivery_token, rfc3339, wire
 from wpwithin.errors import ProtocolError
 from wpwithin.ledger import CHARGE, PAID, Ledger
 
@@ -24,15 +24,15 @@ tokens = st.builds(wire.delivery_token, ids, st.just("2026-11-27T00:00:00Z"),
 
 MESSAGES = st.one_of(
     st.builds(lambda *a: (wire.parse_total_request, wire.total_request(*a)), ids, units, numbers),
-    st.builds(lambda *a: (wire.parse_total_response, wire.total_response(*a)),
+    st.builds(lambda *a: (consumer.parse_total_response, wire.total_response(*a)),
               ids, ids, numbers, units, amounts, currencies, ids, ids),
     st.builds(lambda *a: (wire.parse_payment_request, wire.payment_request(*a)), ids, ids, ids),
-    st.builds(lambda *a: (wire.parse_payment_response, wire.payment_response(*a)), ids, ids, amounts, tokens),
+    st.builds(lambda *a: (consumer.parse_payment_response, wire.payment_response(*a)), ids, ids, amounts, tokens),
     st.builds(lambda *a: (wire.parse_begin_request, wire.begin_request(*a)), ids, tokens, units),
-    st.builds(lambda *a: (wire.parse_end_response, wire.end_response(*a)), ids, ids, tokens, units, units),
-    st.builds(lambda s, d, p, e: (wire.parse_price_list, wire.price_list(s, [wire.price_entry(*e)])),
+    st.builds(lambda *a: (consumer.parse_end_response, wire.end_response(*a)), ids, ids, tokens, units, units),
+    st.builds(lambda s, d, p, e: (consumer.parse_price_list, wire.price_list(s, [wire.price_entry(*e)])),
               ids, texts, numbers, st.tuples(numbers, texts, amounts, currencies, numbers, texts)),
-    st.builds(lambda s, e: (wire.parse_service_list, wire.service_list(s, [wire.service_entry(*e)])),
+    st.builds(lambda s, e: (consumer.parse_service_list, wire.service_list(s, [wire.service_entry(*e)])),
               ids, st.tuples(numbers, texts, texts)),
 )
 
@@ -57,10 +57,10 @@ JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6),
     max_leaves=20)
-PARSERS = [wire.parse_broadcast, wire.parse_service_list, wire.parse_price_list, wire.parse_total_request,
-           wire.parse_total_response, wire.parse_payment_request, wire.parse_payment_response,
-           wire.parse_begin_request, wire.parse_begin_response, wire.parse_end_request,
-           wire.parse_end_response, wire.parse_delivery_token]
+PARSERS = [consumer.parse_broadcast, consumer.parse_service_list, consumer.parse_price_list, wire.parse_total_request,
+           consumer.parse_total_response, wire.parse_payment_request, consumer.parse_payment_response,
+           wire.parse_begin_request, consumer.parse_begin_response, wire.parse_end_request,
+           consumer.parse_end_response, wire.parse_delivery_token]
 FIELD_NAMES = ["clientID", "selectedNumberOfUnits", "selectedPriceID", "serviceDeliveryToken", "key",
                "expiry", "unitsToSupply", "paymentReferenceID", "clientToken", "serverID", "prices"]
 

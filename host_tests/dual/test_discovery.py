@@ -2,7 +2,7 @@
 import asyncio
 import sys
 
-from wpwithin import discovery, wire
+from wpwithin import discovery, scanner, wire
 
 # Each runtime gets its own ports so runs never hear each other.
 BASE = 18980 if sys.implementation.name == "cpython" else 28980
@@ -31,7 +31,7 @@ def test_scanner_hears_broadcasts_once_per_server():
                    discovery.Broadcaster(message("b"), LOOP, SCAN_PORT, 50)]
 
         async def body():
-            return await discovery.scan(400, SCAN_PORT)
+            return await scanner.scan(400, SCAN_PORT)
         found = await with_tasks([c.run() for c in casters], body)
         assert sorted(found) == ["a", "b"], found
         assert found["a"] == message("a")
@@ -46,7 +46,7 @@ def test_probe_is_answered_at_once_without_waiting_for_the_interval():
                       discovery.ProbeResponder(message("p2"), PROBE_PORT)]
 
         async def body():
-            return await discovery.scan(3000, SCAN_PORT, probe_to=LOOP, probe_port=PROBE_PORT, enough=2)
+            return await scanner.scan(3000, SCAN_PORT, probe_to=LOOP, probe_port=PROBE_PORT, enough=2)
         found = await with_tasks([caster.run()] + [r.run() for r in responders], body)
         assert sorted(found) == ["p1", "p2"], found
     asyncio.run(main())
@@ -57,7 +57,7 @@ def test_scan_with_enough_returns_early():
         caster = discovery.Broadcaster(message("a"), LOOP, SCAN_PORT + 2, 20)
 
         async def body():
-            return await discovery.scan(60000, SCAN_PORT + 2, enough=1)
+            return await scanner.scan(60000, SCAN_PORT + 2, enough=1)
         assert list(await with_tasks([caster.run()], body)) == ["a"]
     asyncio.run(main())
 
@@ -78,13 +78,13 @@ def test_junk_datagrams_are_ignored():
             sock.close()
 
         async def body():
-            return await discovery.scan(300, SCAN_PORT + 3)
+            return await scanner.scan(300, SCAN_PORT + 3)
         found = await with_tasks([send()], body)
         assert list(found) == ["good"], found
     asyncio.run(main())
 
 
 def test_parse_datagram():
-    assert discovery.parse_datagram(wire.encode_json(message("s")))["serverID"] == "s"
-    assert discovery.parse_datagram(b"not json") is None
-    assert discovery.parse_datagram(discovery.PROBE) is None
+    assert scanner.parse_datagram(wire.encode_json(message("s")))["serverID"] == "s"
+    assert scanner.parse_datagram(b"not json") is None
+    assert scanner.parse_datagram(discovery.PROBE) is None

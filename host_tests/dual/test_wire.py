@@ -1,7 +1,7 @@
 """Wire messages: exact keys out, any-case keys in, every bad value named."""
 from expect import refused
 
-from wpwithin import wire
+from wpwithin import consumer, wire
 from wpwithin.errors import BAD_REQUEST, UNPROCESSABLE
 
 TOKEN = wire.delivery_token("00112233445566778899aabbccddeeff", "2026-11-27T00:00:00Z",
@@ -22,31 +22,31 @@ def upper_keys(obj):
 
 
 MESSAGES = [
-    (wire.parse_broadcast, wire.broadcast("srv", "A charger", "192.168.1.5", 64521, "", "http://"),
+    (consumer.parse_broadcast, wire.broadcast("srv", "A charger", "192.168.1.5", 64521, "", "http://"),
      ["deviceDescription", "hostname", "portNumber", "serverID", "urlPrefix", "scheme"]),
-    (wire.parse_service_list, wire.service_list("srv", [wire.service_entry(1, "Charge", "kWh")]),
+    (consumer.parse_service_list, wire.service_list("srv", [wire.service_entry(1, "Charge", "kWh")]),
      ["serverID", "services"]),
-    (wire.parse_price_list, wire.price_list("srv", [wire.price_entry(1, "Per kWh", 30, "GBP", 1, "kWh")]),
+    (consumer.parse_price_list, wire.price_list("srv", [wire.price_entry(1, "Per kWh", 30, "GBP", 1, "kWh")]),
      ["serverID", "prices"]),
     (wire.parse_total_request, wire.total_request("c1", 5, 1),
      ["clientID", "selectedNumberOfUnits", "selectedPriceID"]),
-    (wire.parse_total_response, wire.total_response("srv", "c1", 1, 5, 150, "GBP", "ref-1", "T_C_x"),
+    (consumer.parse_total_response, wire.total_response("srv", "c1", 1, 5, 150, "GBP", "ref-1", "T_C_x"),
      ["serverID", "clientID", "priceID", "unitsToSupply", "totalPrice", "currencyCode",
       "paymentReferenceID", "merchantClientKey"]),
     (wire.parse_payment_request, wire.payment_request("c1", "TEST_SU_1", "ref-1"),
      ["clientID", "clientToken", "paymentReferenceID"]),
-    (wire.parse_payment_response, wire.payment_response("srv", "c1", 150, TOKEN),
+    (consumer.parse_payment_response, wire.payment_response("srv", "c1", 150, TOKEN),
      ["serverID", "clientID", "totalPaid", "serviceDeliveryToken"]),
     (wire.parse_delivery_token, TOKEN, ["key", "issued", "expiry", "refundOnExpiry", "signature"]),
     (wire.parse_begin_request, wire.begin_request("c1", TOKEN, 2),
      ["clientID", "serviceDeliveryToken", "unitsToSupply"]),
-    (wire.parse_begin_response, wire.begin_response("srv", "c1", TOKEN, 2),
+    (consumer.parse_begin_response, wire.begin_response("srv", "c1", TOKEN, 2),
      ["serverID", "clientID", "serviceDeliveryToken", "unitsToSupply"]),
     (wire.parse_end_request, wire.end_request("c1", TOKEN, 2),
      ["clientID", "serviceDeliveryToken", "unitsReceived"]),
-    (wire.parse_end_response, wire.end_response("srv", "c1", TOKEN, 2, 3),
+    (consumer.parse_end_response, wire.end_response("srv", "c1", TOKEN, 2, 3),
      ["serverID", "clientID", "serviceDeliveryToken", "unitsJustSupplied", "unitsRemaining"]),
-    (wire.parse_error, wire.error(404, "Service not found for id 9"), ["HTTPStatusCode", "message", "errorCode"]),
+    (consumer.parse_error, wire.error(404, "Service not found for id 9"), ["HTTPStatusCode", "message", "errorCode"]),
 ]
 
 
@@ -75,11 +75,11 @@ def test_keys_are_parsed_in_any_case():
 
 def test_reference_error_with_zero_status_is_read():
     body = b'{"HTTPStatusCode":0,"message":"Service not found for id 9","errorCode":0}\n'
-    assert wire.parse_error(wire.decode_json(body))["message"] == "Service not found for id 9"
+    assert consumer.parse_error(wire.decode_json(body))["message"] == "Service not found for id 9"
 
 
 def test_go_null_service_list_is_empty():
-    assert wire.parse_service_list({"serverID": "s", "services": None})["services"] == []
+    assert consumer.parse_service_list({"serverID": "s", "services": None})["services"] == []
 
 
 def test_units_must_be_positive_integers():
@@ -123,7 +123,7 @@ def test_bodies_with_many_objects_or_arrays_are_refused_before_parsing():
     assert wire.parse_begin_request(wire.decode_json(begin))["unitsToSupply"] == 3
     prices = wire.price_list("srv", [wire.price_entry(i, "p", 30, "GBP", 1, "kWh") for i in range(wire.MAX_ITEMS)])
     answer = wire.decode_json(wire.encode_json(prices), "answer", wire.MAX_ANSWER_CONTAINERS)
-    assert len(wire.parse_price_list(answer)["prices"]) == wire.MAX_ITEMS
+    assert len(consumer.parse_price_list(answer)["prices"]) == wire.MAX_ITEMS
 
 
 def test_too_many_fields_are_refused():
@@ -134,7 +134,7 @@ def test_too_many_fields_are_refused():
 def test_currency_must_be_iso_4217():
     for bad in ("gbp", "GB", "G1P", "EURO", 826):
         entry = wire.price_entry(1, "d", 30, bad, 1, "u")
-        refused(UNPROCESSABLE, wire.parse_price_list, {"serverID": "s", "prices": [entry]})
+        refused(UNPROCESSABLE, consumer.parse_price_list, {"serverID": "s", "prices": [entry]})
 
 
 def test_path_ids_are_strict_digits():
@@ -149,7 +149,7 @@ def test_broadcast_checks_port_scheme_and_prefix():
                      ("urlPrefix", "api"), ("urlPrefix", "/a/../b"), ("hostname", "")):
         msg = dict(good)
         msg[key] = bad
-        assert key in refused(UNPROCESSABLE, wire.parse_broadcast, msg)
+        assert key in refused(UNPROCESSABLE, consumer.parse_broadcast, msg)
 
 
 def test_signature_may_be_null_as_the_reference_sends_it():

@@ -18,6 +18,126 @@ naming the field. Never does I/O and never sees the card number.
 from wpwithin import wire
 from wpwithin.errors import NotOffered, PeerError, ProtocolError
 
+SCHEMES = ("http://", "https://")
+
+
+# --- the wire format as a consumer meets it (DESIGN section 2) -------------------
+# Its requests, and decoders of what producers send: keys in any case, as Go's JSON
+# decoder takes them; a bad value raises ProtocolError(422) naming the field.
+
+def parse_broadcast(obj):
+    f = wire.fields(obj, "broadcast")
+    scheme = wire.get_str(f, "scheme", 8, default="http://")
+    if scheme not in SCHEMES:
+        raise ProtocolError(wire.UNPROCESSABLE, "field scheme must be http:// or https://")
+    return wire.broadcast(
+        wire.get_str(f, "serverID"),
+        wire.get_str(f, "deviceDescription", wire.MAX_TEXT_LEN, default="", allow_empty=True),
+        wire.get_str(f, "hostname", wire.MAX_HOST_LEN),
+        wire.get_int(f, "portNumber", 1, 65535),
+        parse_url_prefix(wire.get_str(f, "urlPrefix", wire.MAX_TEXT_LEN, default="", allow_empty=True)),
+        scheme,
+    )
+
+
+def parse_url_prefix(prefix):
+    """A URL prefix is empty or a path like /api/v1 (no dots, no spaces, no query)."""
+    if prefix and (
+        prefix[0] != "/" or prefix.endswith("/") or ".." in prefix or "//" in prefix
+        or " " in prefix or "?" in prefix or "#" in prefix or "%" in prefix
+    ):
+        raise ProtocolError(wire.UNPROCESSABLE, "field urlPrefix must be empty or a path like /api")
+    return prefix
+
+
+def parse_service_list(obj):
+    f = wire.fields(obj, "service list")
+    entries = []
+    for item in wire.get_list(f, "services"):
+        e = wire.fields(item, "service")
+        entries.append(wire.service_entry(
+            wire.get_int(e, "ServiceID", 0, wire.MAX_NUMBER_ID),
+            wire.get_str(e, "ServiceName", wire.MAX_TEXT_LEN, default="", allow_empty=True),
+            wire.get_str(e, "ServiceDescription", wire.MAX_TEXT_LEN, default="", allow_empty=True),
+        ))
+    return wire.service_list(wire.get_str(f, "serverID"), entries)
+
+
+def parse_price_list(obj):
+    f = wire.fields(obj, "price list")
+    entries = []
+    for item in wire.get_list(f, "prices"):
+        p = wire.fields(item, "price")
+        per_unit = wire.get_object(p, "pricePerUnit")
+        entries.append(wire.price_entry(
+            wire.get_int(p, "priceID", 0, wire.MAX_NUMBER_ID),
+            wire.get_str(p, "priceDescription", wire.MAX_TEXT_LEN, default="", allow_empty=True),
+            wire.get_int(per_unit, "amount", 0, wire.MAX_AMOUNT),
+            wire.get_currency(per_unit, "currencyCode"),
+            wire.get_int(p, "unitID", 0, wire.MAX_NUMBER_ID),
+            wire.get_str(p, "unitDescription", wire.MAX_TEXT_LEN, default="", allow_empty=True),
+        ))
+    return wire.price_list(wire.get_str(f, "serverID"), entries)
+
+
+def parse_total_response(obj):
+    f = wire.fields(obj, "total price response")
+    return wire.total_response(
+        wire.get_str(f, "serverID"),
+        wire.get_str(f, "clientID"),
+        wire.get_int(f, "priceID", 0, wire.MAX_NUMBER_ID),
+        wire.get_int(f, "unitsToSupply", 1, wire.MAX_UNITS),
+        wire.get_int(f, "totalPrice", 0, wire.MAX_AMOUNT),
+        wire.get_currency(f, "currencyCode"),
+        wire.get_str(f, "paymentReferenceID"),
+        wire.get_str(f, "merchantClientKey", wire.MAX_CLIENT_TOKEN_LEN),
+    )
+
+
+def parse_payment_response(obj):
+    f = wire.fields(obj, "payment response")
+    return wire.payment_response(
+        wire.get_str(f, "serverID"),
+        wire.get_str(f, "clientID"),
+        wire.get_int(f, "totalPaid", 0, wire.MAX_AMOUNT),
+        wire.get_token(f),
+    )
+
+
+def parse_begin_response(obj):
+    f = wire.fields(obj, "delivery begin response")
+    return wire.begin_response(
+        wire.get_str(f, "serverID"),
+        wire.get_str(f, "clientID"),
+        wire.get_token(f),
+        wire.get_int(f, "unitsToSupply", 0, wire.MAX_UNITS),
+    )
+
+
+def parse_end_response(obj):
+    f = wire.fields(obj, "delivery end response")
+    return wire.end_response(
+        wire.get_str(f, "serverID"),
+        wire.get_str(f, "clientID"),
+        wire.get_token(f),
+        wire.get_int(f, "unitsJustSupplied", 0, wire.MAX_UNITS),
+        wire.get_int(f, "unitsRemaining", 0, wire.MAX_UNITS),
+    )
+
+
+def parse_error(obj):
+    """An error body from any producer; the reference sends HTTPStatusCode 0, so it is advisory."""
+    f = wire.fields(obj, "error")
+    message = f.get("message", "")
+    return wire.error(
+        wire.get_int(f, "HTTPStatusCode", 0, 999, default=0),
+        message[:wire.MAX_TEXT_LEN] if isinstance(message, str) else "",
+        wire.get_int(f, "errorCode", -wire.MAX_NUMBER_ID, wire.MAX_NUMBER_ID, default=0),
+    )
+
+
+# --- one purchase ---------------------------------------------------------------
+
 
 def _decode(parse, obj, what):
     try:
@@ -53,7 +173,7 @@ class Purchase:
     # --- discover and select -----------------------------------------------------
 
     def check_services(self, obj):
-        msg = _decode(wire.parse_service_list, obj, "service list")
+        msg = _decode(parse_service_list, obj, "service list")
         self._server(msg, "service list")
         for entry in msg["services"]:
             if entry["ServiceID"] == self.service_id:
@@ -61,7 +181,7 @@ class Purchase:
         raise NotOffered("producer does not offer service %d" % self.service_id)
 
     def check_prices(self, obj):
-        msg = _decode(wire.parse_price_list, obj, "price list")
+        msg = _decode(parse_price_list, obj, "price list")
         self._server(msg, "price list")
         self.prices = {}
         for entry in msg["prices"]:
@@ -74,7 +194,7 @@ class Purchase:
         return wire.total_request(self.client_id, self.units, self.price_id)
 
     def check_total(self, obj):
-        msg = _decode(wire.parse_total_response, obj, "total price response")
+        msg = _decode(parse_total_response, obj, "total price response")
         self._server(msg, "total price response")
         self._client(msg, "total price response")
         price = self.prices.get(msg["priceID"]) if self.prices else None
@@ -105,7 +225,7 @@ class Purchase:
         return wire.payment_request(self.client_id, client_token, self.total["paymentReferenceID"])
 
     def check_payment(self, obj):
-        msg = _decode(wire.parse_payment_response, obj, "payment response")
+        msg = _decode(parse_payment_response, obj, "payment response")
         self._server(msg, "payment response")
         self._client(msg, "payment response")
         if msg["totalPaid"] != self.total["totalPrice"]:
@@ -125,7 +245,7 @@ class Purchase:
         return wire.begin_request(self.client_id, self.token, units)
 
     def check_begin(self, obj, units):
-        msg = _decode(wire.parse_begin_response, obj, "delivery begin response")
+        msg = _decode(parse_begin_response, obj, "delivery begin response")
         self._server(msg, "delivery begin response")
         self._client(msg, "delivery begin response")
         self._same_token(msg, "delivery begin response")
@@ -139,7 +259,7 @@ class Purchase:
         return wire.end_request(self.client_id, self.token, units_received)
 
     def check_end(self, obj):
-        msg = _decode(wire.parse_end_response, obj, "delivery end response")
+        msg = _decode(parse_end_response, obj, "delivery end response")
         self._server(msg, "delivery end response")
         self._client(msg, "delivery end response")
         self._same_token(msg, "delivery end response")

@@ -10,7 +10,7 @@ repr() of this role shows no secret.
 import asyncio
 import random
 
-from wpwithin import discovery, http_client, wire
+from wpwithin import consumer, discovery, http_client, scanner, wire
 from wpwithin.consumer import Purchase
 from wpwithin.errors import UNAVAILABLE, PeerError, ProtocolError
 
@@ -71,7 +71,7 @@ class ConsumerRole:
 
         Ends early once `enough` producers, or the one whose serverID is `wanted`, are heard.
         """
-        found = await discovery.scan(timeout_ms, port, probe_to, probe_port, enough, wanted)
+        found = await scanner.scan(timeout_ms, port, probe_to, probe_port, enough, wanted)
         return [Producer.from_broadcast(found[k]) for k in sorted(found)]
 
     async def _call(self, producer, method, route, body=None):
@@ -100,15 +100,15 @@ class ConsumerRole:
                 raise PeerError(exc.message)
             obj = None
         if status != 200:
-            message = wire.parse_error(obj)["message"] if isinstance(obj, dict) else ""
+            message = consumer.parse_error(obj)["message"] if isinstance(obj, dict) else ""
             raise ProducerError(status, message or "no message")
         return obj
 
     async def services(self, producer):
-        return wire.parse_service_list(await self._call(producer, "GET", "/service/discover"))["services"]
+        return consumer.parse_service_list(await self._call(producer, "GET", "/service/discover"))["services"]
 
     async def prices(self, producer, service_id):
-        return wire.parse_price_list(
+        return consumer.parse_price_list(
             await self._call(producer, "GET", "/service/%d/prices" % service_id))["prices"]
 
     async def select(self, producer, service_id, price_id, units):

@@ -1,4 +1,4 @@
-"""Discovery over UDP: the producer's broadcaster and probe responder, the consumer's scanner.
+"""Discovery over UDP: the producer's broadcaster and probe responder, and what scanner.py shares.
 
 The reference broadcasts its broadcast message to 255.255.255.255:8980
 every 5 s and scans by listening on 0.0.0.0:8980. We do the same, with one
@@ -9,7 +9,8 @@ once, unicast, with its broadcast message.
 
 asyncio has no datagram endpoints on MicroPython, so recvfrom() below is
 the one adapter: it waits on the asyncio poller (MicroPython) or the loop's
-sock_recvfrom (CPython). Never parses anything itself but through wire.
+sock_recvfrom (CPython). Never parses a datagram: the consumer's scanner
+(scanner.py, left out of producer-only images) does.
 """
 import asyncio
 import errno
@@ -17,7 +18,6 @@ import socket
 
 from wpwithin import wire
 from wpwithin.compat import const
-from wpwithin.errors import ProtocolError
 
 BROADCAST_PORT = const(8980)
 PROBE_PORT = const(8981)
@@ -78,12 +78,6 @@ async def recvfrom(sock, size=MAX_DATAGRAM):
         await _Readable(sock)
 
 
-def parse_datagram(data):
-    """A broadcast message from a datagram, or None for anything else (anyone can send anything)."""
-    try:
-        return wire.parse_broadcast(wire.decode_json(data, "datagram"))
-    except ProtocolError:
-        return None
 
 
 class Broadcaster:
@@ -156,43 +150,6 @@ class ProbeResponder:
             self.sock = None
 
 
-async def scan(timeout_ms, port=BROADCAST_PORT, probe_to=None, probe_port=PROBE_PORT, enough=0, wanted=None):
-    """Producers heard within timeout_ms: {serverID: broadcast message}.
-
-    With probe_to (an address such as 255.255.255.255 or 127.255.255.255)
-    a probe is sent first and answers are taken as they come; with
-    `enough` the scan ends as soon as that many producers are known, with
-    `wanted` (a serverID) as soon as that one is.
-    """
-    found = {}
-    enough_found = asyncio.Event()
-    listeners = [udp_socket(port)]
-    tasks = []
-
-    async def listen(sock):
-        while True:
-            data, _ = await recvfrom(sock)
-            message = parse_datagram(data)
-            if message is not None:
-                found[message["serverID"]] = message
-                if (enough and len(found) >= enough) or message["serverID"] == wanted:
-                    enough_found.set()
-
-    try:
-        if probe_to:
-            prober = udp_socket(broadcast=True)
-            listeners.append(prober)
-            prober.sendto(PROBE, address(probe_to, probe_port))
-        tasks = [asyncio.create_task(listen(s)) for s in listeners]
-        try:
-            await asyncio.wait_for(enough_found.wait(), timeout_ms / 1000)
-        except asyncio.TimeoutError:
-            pass
-    finally:
-        await cancel_all(tasks)
-        for sock in listeners:
-            sock.close()
-    return found
 
 
 async def cancel_all(tasks):

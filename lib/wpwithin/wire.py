@@ -2,7 +2,9 @@
 
 Builders emit exactly the keys the reference Go SDK emits; decoders accept
 keys in any case, as Go's JSON decoder does, and return a dict with the
-exact keys. Every value is type- and range-checked: a bad value raises
+exact keys. Here is what a producer needs (and the field readers both
+sides use); the consumer's own requests and its checks of a producer's
+answers are in consumer.py, so a producer-only image does not carry them. Every value is type- and range-checked: a bad value raises
 ProtocolError(422) naming the field. Amounts are integers in minor units.
 Never does I/O and never sees card data.
 """
@@ -154,9 +156,6 @@ def parse_path_id(text, what):
 
 # --- discovery ----------------------------------------------------------------
 
-SCHEMES = ("http://", "https://")
-
-
 def broadcast(server_id, description, hostname, port, url_prefix="", scheme="http://"):
     return {
         "deviceDescription": description,
@@ -168,31 +167,6 @@ def broadcast(server_id, description, hostname, port, url_prefix="", scheme="htt
     }
 
 
-def parse_broadcast(obj):
-    f = fields(obj, "broadcast")
-    scheme = get_str(f, "scheme", 8, default="http://")
-    if scheme not in SCHEMES:
-        raise ProtocolError(UNPROCESSABLE, "field scheme must be http:// or https://")
-    return broadcast(
-        get_str(f, "serverID"),
-        get_str(f, "deviceDescription", MAX_TEXT_LEN, default="", allow_empty=True),
-        get_str(f, "hostname", MAX_HOST_LEN),
-        get_int(f, "portNumber", 1, 65535),
-        parse_url_prefix(get_str(f, "urlPrefix", MAX_TEXT_LEN, default="", allow_empty=True)),
-        scheme,
-    )
-
-
-def parse_url_prefix(prefix):
-    """A URL prefix is empty or a path like /api/v1 (no dots, no spaces, no query)."""
-    if prefix and (
-        prefix[0] != "/" or prefix.endswith("/") or ".." in prefix or "//" in prefix
-        or " " in prefix or "?" in prefix or "#" in prefix or "%" in prefix
-    ):
-        raise ProtocolError(UNPROCESSABLE, "field urlPrefix must be empty or a path like /api")
-    return prefix
-
-
 # --- service list and price list -------------------------------------------
 
 def service_entry(service_id, name, description):
@@ -202,19 +176,6 @@ def service_entry(service_id, name, description):
 
 def service_list(server_id, entries):
     return {"serverID": server_id, "services": entries}
-
-
-def parse_service_list(obj):
-    f = fields(obj, "service list")
-    entries = []
-    for item in get_list(f, "services"):
-        e = fields(item, "service")
-        entries.append(service_entry(
-            get_int(e, "ServiceID", 0, MAX_NUMBER_ID),
-            get_str(e, "ServiceName", MAX_TEXT_LEN, default="", allow_empty=True),
-            get_str(e, "ServiceDescription", MAX_TEXT_LEN, default="", allow_empty=True),
-        ))
-    return service_list(get_str(f, "serverID"), entries)
 
 
 def price_entry(price_id, description, amount, currency, unit_id, unit_description):
@@ -229,23 +190,6 @@ def price_entry(price_id, description, amount, currency, unit_id, unit_descripti
 
 def price_list(server_id, entries):
     return {"serverID": server_id, "prices": entries}
-
-
-def parse_price_list(obj):
-    f = fields(obj, "price list")
-    entries = []
-    for item in get_list(f, "prices"):
-        p = fields(item, "price")
-        per_unit = get_object(p, "pricePerUnit")
-        entries.append(price_entry(
-            get_int(p, "priceID", 0, MAX_NUMBER_ID),
-            get_str(p, "priceDescription", MAX_TEXT_LEN, default="", allow_empty=True),
-            get_int(per_unit, "amount", 0, MAX_AMOUNT),
-            get_currency(per_unit, "currencyCode"),
-            get_int(p, "unitID", 0, MAX_NUMBER_ID),
-            get_str(p, "unitDescription", MAX_TEXT_LEN, default="", allow_empty=True),
-        ))
-    return price_list(get_str(f, "serverID"), entries)
 
 
 # --- select -------------------------------------------------------------------
@@ -276,20 +220,6 @@ def total_response(server_id, client_id, price_id, units, total, currency, refer
     }
 
 
-def parse_total_response(obj):
-    f = fields(obj, "total price response")
-    return total_response(
-        get_str(f, "serverID"),
-        get_str(f, "clientID"),
-        get_int(f, "priceID", 0, MAX_NUMBER_ID),
-        get_int(f, "unitsToSupply", 1, MAX_UNITS),
-        get_int(f, "totalPrice", 0, MAX_AMOUNT),
-        get_currency(f, "currencyCode"),
-        get_str(f, "paymentReferenceID"),
-        get_str(f, "merchantClientKey", MAX_CLIENT_TOKEN_LEN),
-    )
-
-
 # --- pay ----------------------------------------------------------------------
 
 def payment_request(client_id, client_token, reference):
@@ -314,16 +244,6 @@ def payment_response(server_id, client_id, total_paid, delivery_token):
     }
 
 
-def parse_payment_response(obj):
-    f = fields(obj, "payment response")
-    return payment_response(
-        get_str(f, "serverID"),
-        get_str(f, "clientID"),
-        get_int(f, "totalPaid", 0, MAX_AMOUNT),
-        parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING)),
-    )
-
-
 # --- release ----------------------------------------------------------------
 
 def delivery_token(key, issued, expiry, refund_on_expiry, signature):
@@ -335,6 +255,11 @@ def delivery_token(key, issued, expiry, refund_on_expiry, signature):
         "refundOnExpiry": refund_on_expiry,
         "signature": signature,
     }
+
+
+def get_token(f):
+    """The serviceDeliveryToken field of a request or an answer."""
+    return parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING))
 
 
 def parse_delivery_token(obj):
@@ -359,7 +284,7 @@ def parse_begin_request(obj):
     f = fields(obj)
     return begin_request(
         get_str(f, "clientID"),
-        parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING)),
+        get_token(f),
         get_int(f, "unitsToSupply", 1, MAX_UNITS),
     )
 
@@ -373,16 +298,6 @@ def begin_response(server_id, client_id, token, units):
     }
 
 
-def parse_begin_response(obj):
-    f = fields(obj, "delivery begin response")
-    return begin_response(
-        get_str(f, "serverID"),
-        get_str(f, "clientID"),
-        parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING)),
-        get_int(f, "unitsToSupply", 0, MAX_UNITS),
-    )
-
-
 def end_request(client_id, token, units_received):
     return {"clientID": client_id, "serviceDeliveryToken": token, "unitsReceived": units_received}
 
@@ -391,7 +306,7 @@ def parse_end_request(obj):
     f = fields(obj)
     return end_request(
         get_str(f, "clientID"),
-        parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING)),
+        get_token(f),
         get_int(f, "unitsReceived", 0, MAX_UNITS),
     )
 
@@ -406,29 +321,7 @@ def end_response(server_id, client_id, token, just_supplied, remaining):
     }
 
 
-def parse_end_response(obj):
-    f = fields(obj, "delivery end response")
-    return end_response(
-        get_str(f, "serverID"),
-        get_str(f, "clientID"),
-        parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING)),
-        get_int(f, "unitsJustSupplied", 0, MAX_UNITS),
-        get_int(f, "unitsRemaining", 0, MAX_UNITS),
-    )
-
-
 # --- errors -------------------------------------------------------------------
 
 def error(status, message, code=0):
     return {"HTTPStatusCode": status, "message": message, "errorCode": code}
-
-
-def parse_error(obj):
-    """An error body from any producer; the reference sends HTTPStatusCode 0, so it is advisory."""
-    f = fields(obj, "error")
-    message = _get(f, "message", "")
-    return error(
-        get_int(f, "HTTPStatusCode", 0, 999, default=0),
-        message[:MAX_TEXT_LEN] if isinstance(message, str) else "",
-        get_int(f, "errorCode", -MAX_NUMBER_ID, MAX_NUMBER_ID, default=0),
-    )
