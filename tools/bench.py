@@ -22,6 +22,8 @@ Targets are reported, never asserted: the exit status is 0 when the bench
 ran, whatever the figures; 1 when it could not set up; 130 when interrupted.
 Loopback only; every child process is stopped on exit. Progress goes to
 stderr. The full run takes a few minutes; --quick under a minute.
+MICROPYTHON=FILE runs both sides on another unix port build, e.g. a 32-bit
+(i686) one, whose word size is an ESP32's; the table says which it was.
 """
 import argparse
 import datetime
@@ -47,8 +49,9 @@ GROUPS = {
     6: ("purchase latency", fig_speed.latency),
     7: ("scale", fig_scale.figures),
 }
+WORD = {64: "64-bit: objects up to twice an ESP32's", 32: "32-bit, as an ESP32"}
 METHOD = [
-    "one MicroPython unix port build (64-bit: objects up to twice an ESP32's) runs both sides",
+    "one MicroPython unix port build (%s) runs both sides",
     "ROMFS: the image is read into one heap buffer (the unix port has no flash to map); "
     "figures leave that buffer out (heapsize found minus the image in whole 16-byte blocks)",
     "runs that measure no heap use -X heapsize=%d KiB for both sides" % (RUN_HEAP // 1024),
@@ -116,7 +119,8 @@ def run(args, workdir):
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "quick": args.quick, "settings": bench.settings, "micropython": bench.interpreter(),
             "mpyCross": bench.ours["compiler"], "anchor": bench.anchor["name"], "gateway": bench.gateway.url,
-            "runHeap": RUN_HEAP, "cpus": os.cpu_count(), "method": METHOD,
+            "runHeap": RUN_HEAP, "cpus": os.cpu_count(),
+            "method": [METHOD[0] % WORD[bench.word_bits()]] + METHOD[1:],
         }
     finally:
         bench.close()
@@ -152,7 +156,7 @@ def main(argv):
     sys.stdout.write("Within producer vs %s, %s%s, %.0f s\n\n" % (
         meta["anchor"], meta["micropython"], " (--quick)" if args.quick else "", meta["seconds"]))
     sys.stdout.write(report.table(figures))
-    sys.stdout.write("\nMethod:\n" + "".join("  - %s\n" % line for line in METHOD))
+    sys.stdout.write("\nMethod:\n" + "".join("  - %s\n" % line for line in meta["method"]))
     goals = report.targets_summary(figures)
     sys.stdout.write("\nTargets met: %d of %d\n" % (sum(1 for g in goals if g["met"]), len(goals)))
     for goal in goals:

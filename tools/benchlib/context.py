@@ -56,6 +56,12 @@ class Bench:
                                "sys.implementation._build)"], capture_output=True, text=True, timeout=30)
         return proc.stdout.strip()
 
+    def word_bits(self):
+        """64 or 32: the word size of the interpreter's build (objects' sizes go with it)."""
+        proc = subprocess.run([self.micropython, "-c", "import sys; print(64 if sys.maxsize > 1 << 31 else 32)"],
+                              capture_output=True, text=True, timeout=30)
+        return int(proc.stdout)
+
     def producer_files(self, name="producer", network=None):
         """(config, secrets) of a fresh producer in a new folder (its own, empty journal)."""
         return ours.producer_files(self.runtime.folder(name), self.gateway.url, self.gateway.ca_path, self.udp,
