@@ -20,7 +20,7 @@ from benchlib import heapsearch, report
 BENCH = os.path.join(mpy.ROOT, "tools", "bench.py")
 WITH_ANCHOR = ("min_heap_mpy", "min_heap_romfs", "heap_imported_mpy", "heap_peak_mpy", "heap_imported_romfs",
                "heap_peak_romfs", "code_mpy", "code_romfs", "rps_keepalive", "rps_new_connection", "discovery_fast")
-WITHOUT_ANCHOR = ("purchases_per_s", "discovery_broadcast", "latency_median", "latency_p95",
+WITHOUT_ANCHOR = ("min_heap_floor", "purchases_per_s", "discovery_broadcast", "latency_median", "latency_p95",
                   "scale_1", "scale_8", "scale_32")
 TARGETED = ("min_heap_mpy", "min_heap_romfs", "code_mpy", "rps_keepalive", "rps_new_connection", "discovery_fast",
             "scale_1", "scale_8", "scale_32")
@@ -83,6 +83,15 @@ def test_every_figure_has_ours_anchor_and_ratio(quick_run):
             assert fig["anchor"] is None and fig["ratio"] is None and fig["anchorWhat"].startswith("none"), fid
     for fid in WITH_ANCHOR:  # the anchor itself must always be measured
         assert isinstance(figures[fid]["anchor"], (int, float)), fid
+
+
+def test_the_floor_is_measured_and_below_any_producer(quick_run):
+    # The floor runs no protocol code: if it needed as much as our producer, it would be measuring us.
+    _, data, _ = quick_run
+    figures = {f["id"]: f for f in data["figures"]}
+    floor = figures["min_heap_floor"]
+    assert floor["status"] == "ok", floor["reason"]
+    assert 0 < floor["ours"] < figures["min_heap_romfs"]["anchor"] < figures["min_heap_mpy"]["ours"]
 
 
 def test_targets_are_judged(quick_run):

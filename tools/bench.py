@@ -9,7 +9,8 @@ Builds our producer-only bundle (tools/build), installs the anchor
 to .mpy in a work directory, then measures, each figure with microdot's
 figure from the same run and the ratio where microdot has an equivalent:
   1 minimum heap (bisection on -X heapsize): our producer doing 20 purchases,
-    microdot serving the price list 20 times; code as .mpy and from ROMFS
+    microdot serving the price list 20 times; code as .mpy and from ROMFS;
+    and the floor: a bare asyncio server making one HTTPS call per request
   2 heap in use after import and at peak (gc.mem_alloc, from inside)
   3 code size (.mpy bytes; ROMFS image bytes)
   4 price-list requests/s (one load generator; keep-alive, new connection each),

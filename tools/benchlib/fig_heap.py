@@ -1,5 +1,10 @@
 """Figures 1 and 2: minimum heap (bisection) and heap in use after import and at peak, ours vs microdot.
 
+The floor (mp_floor) is what the heap targets are up against: the least
+heap a bare asyncio server needs to answer the price list 20 times when
+each answer waits for one HTTPS round trip to the gateway, as a payment
+does. No producer can need less on the same build.
+
 Workloads, each in a fresh MicroPython process:
   ours    20 purchases, one after another, by a CPython consumer: all six
           routes, the gateway's token and order calls, token signing, the
@@ -18,7 +23,7 @@ ran (3 purchases; 20 GETs), buffer left out, at the run heap of 512 KiB.
 import json
 import socket
 
-from benchlib import heapsearch, load, procs, report, shoppers
+from benchlib import gateway, heapsearch, load, procs, report, shoppers
 from benchlib.context import PRICES_PATH
 from benchlib.runners import MODES
 
@@ -122,6 +127,40 @@ def measure(bench, side, mode):
     return out
 
 
+def floor(bench):
+    """{"min": bytes, ...}: the least heap mp_floor serves the price list in, each GET after one HTTPS
+    round trip to the gateway; or {"error": why}."""
+    tls = gateway.Gateway(bench.root, bench.workdir, tls=True)
+    count = bench.settings["anchor_requests"]
+
+    def run(heap):
+        try:
+            server = bench.runtime.start_floor(tls.url, tls.ca_path, bench.prices_file, heap)
+        except procs.ChildFailed as exc:
+            return False, "at start: " + exc.args[0][-160:]
+        try:
+            for i in range(count):
+                try:
+                    status, body = load.request(server.port, PRICES_PATH, timeout=TRIAL_TIMEOUT)
+                except (OSError, load.BadAnswer) as exc:
+                    return False, short_reason(server.child, "GET %d: %s" % (i + 1, exc))
+                if status != 200 or body != bench.prices_body:
+                    return False, "GET %d: status %d or another body" % (i + 1, status)
+            return server.child.alive(), "the process exited"
+        finally:
+            server.stop()
+
+    s = bench.settings
+    try:
+        found = heapsearch.minimum(run, 8 * 1024, 32 * 1024, s["heap_step"], s["search_seconds"],
+                                   lambda m: bench.log("  floor %s" % m), s["repeats"])
+    except heapsearch.NotFound as exc:
+        return {"error": str(exc)}
+    finally:
+        tls.stop()
+    return {"min": found["heap"], "trials": found["trials"]}
+
+
 def figures(bench):
     found = {(side, mode): measure(bench, side, mode) for mode in MODES for side in SIDES}
     s = bench.settings
@@ -145,6 +184,17 @@ def figures(bench):
         title = "min heap, code as .mpy files" if mode == "mpy" else "min heap, code from ROMFS (buffer excluded)"
         records.append(_record(found, mode, "min", "min_heap_%s" % mode, GROUP_MIN, title,
                                "microdot app serving the price list", goals[mode], notes[mode]))
+    bench.log("floor: a bare asyncio server making one HTTPS call per request; searching its minimum heap")
+    least = floor(bench)
+    title, what = "min heap floor: no protocol code", "none: the floor is no producer"
+    notes = ["a bare asyncio server answering the price list, each GET after one HTTPS round trip to the "
+             "gateway (certificate checked): no producer can need less on this build"]
+    if "min" in least:
+        records.append(report.figure("min_heap_floor", GROUP_MIN, title, "bytes", least["min"], None, what,
+                                     None, {"floor": least, "notes": notes}))
+    else:
+        records.append(report.failed("min_heap_floor", GROUP_MIN, title, "bytes", least["error"], None, what,
+                                     None, {"notes": notes}))
     for mode in MODES:
         for key, what, anchor_what in (("imported", "after import", "microdot after import"),
                                        ("peak", "peak during a purchase", "microdot peak serving the price list")):

@@ -93,6 +93,21 @@ class Runtime:
         cwd = self.folder("microdot")
         return self._server("anchor", "mp_microdot", [port, prices_file], heap, mode, control, cwd)
 
+    def start_floor(self, gateway_url, ca_path, body_file, heap=None):
+        """mp_floor: a bare asyncio server making one HTTPS call to the gateway per request, on a free port."""
+        where = gateway_url.split("://", 1)[1].split("/", 1)[0]
+        host, gateway_port = where.rsplit(":", 1)
+        port = procs.free_ports(1)[0]
+        argv, env = self.command("mp_floor", heap, [], [port, host, gateway_port, ca_path, body_file])
+        child = procs.Child("mp_floor (heap %s)" % (heap or "default"), argv, env, self.folder("floor"))
+        try:
+            child.expect("heap ", READY_S)
+            child.expect("listening on ", READY_S)
+        except BaseException:
+            child.stop()
+            raise
+        return Server(child, port, 0, 0)
+
     def consumer(self, args, timeout):
         """Run mp_consumer with `args` to its end; its JSON result line as a dict."""
         argv, env = self.command("mp_consumer", None, [self.lib_source], args)
