@@ -137,6 +137,8 @@ def floor(bench):
         try:
             server = bench.runtime.start_floor(tls.url, tls.ca_path, bench.prices_file, heap)
         except procs.ChildFailed as exc:
+            if "MemoryError" not in exc.args[0]:  # e.g. a build without ssl: more heap will not help
+                raise heapsearch.NotFound("at start: " + exc.args[0][-160:])
             return False, "at start: " + exc.args[0][-160:]
         try:
             for i in range(count):
