@@ -28,9 +28,9 @@ from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
 from wpwithin.gateway_wire import Card
 
-# The smallest cap that passes today is 240k (the issue asks for 64k: footprint work is open);
-# one 16k step above it, so heap fragmentation cannot make this flaky.
-HEAP_CAP = os.environ.get("WPW_HEAP_CAP") or "256k"
+# The smallest cap that passes every run today is 232k (224k passes about half the runs; the issue
+# asks for 64k: footprint work is open); 16k above it, so heap fragmentation cannot make this flaky.
+HEAP_CAP = os.environ.get("WPW_HEAP_CAP") or "248k"
 CONSUMERS = 8
 PURCHASES = 20
 WARM_UP = 24  # more than maxOrders: the used-up tokens kept are at their bound before we measure
