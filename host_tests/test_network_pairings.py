@@ -135,6 +135,8 @@ def test_consumer_exit_codes_say_what_went_wrong(market, consumer_runtime):
     sim = market["sim"]
     producer = "127.0.0.1:%d" % market["producers"]["cpython"]["port"]
     buy = ["--gateway", sim.url, "--ca", sim.ca_path, "--price", "1", "--units", "1"]
+    code, records, output = run(consumer_runtime, ["--help"], card=None)  # the docstring, read from the file
+    assert code == 0 and records == [] and "--service N --price N --units N" in output, output
     code, records, output = run(consumer_runtime, buy)  # no --service
     assert code == 2 and step(records, "summary")[0]["message"] == "serviceId is required (option --service)", output
     code, records, output = run(consumer_runtime, buy + ["--service", "9", "--producer", producer])
