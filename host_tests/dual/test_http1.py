@@ -388,6 +388,31 @@ def test_response_head_bytes_are_exact():
     raises(ValueError, http1.response_head, 200, -1)
 
 
+# Go's net/http StatusText for every status a Thing may send.
+GO_REASONS = {
+    200: "OK", 400: "Bad Request", 402: "Payment Required", 404: "Not Found", 405: "Method Not Allowed",
+    408: "Request Timeout", 409: "Conflict", 410: "Gone", 411: "Length Required", 413: "Request Entity Too Large",
+    414: "Request URI Too Long", 417: "Expectation Failed", 422: "Unprocessable Entity",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+
+def test_every_status_a_thing_sends_has_gos_reason_phrase():
+    from wpwithin import errors, http_server
+
+    sent = {200, http_server.REQUEST_TIMEOUT}
+    for module in (errors, http1):
+        for name in dir(module):
+            value = getattr(module, name)
+            if name.isupper() and type(value) is int and 400 <= value <= 599:  # the error statuses
+                sent.add(value)
+    assert sorted(sent) == sorted(GO_REASONS)  # a new status needs its phrase here and in http1
+    for status in sent:
+        head = http1.response_head(status, 0)
+        assert head.startswith(b"HTTP/1.1 %d %s\r\n" % (status, GO_REASONS[status].encode())), head
+
+
 def test_response_heads_parse_back():
     for status in (200, 400, 404, 411, 413, 422, 431, 500, 503, 505):
         data = http1.response_head(status, 7, close=status >= 500)

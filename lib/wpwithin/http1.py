@@ -78,16 +78,15 @@ _METHOD_BYTES = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATC
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _TCHAR_EXTRA = b"!#$%&'*+-.^_`|~"
 
-# Reason phrases as Go's net/http writes them.
+# Reason phrases as Go's net/http writes them, for the statuses a Thing sends (each costs heap
+# on a board); any other status gets an empty reason phrase, which HTTP/1.1 allows.
 _REASONS = {
-    100: b"Continue", 200: b"OK", 201: b"Created", 202: b"Accepted", 204: b"No Content",
-    400: b"Bad Request", 401: b"Unauthorized", 402: b"Payment Required", 403: b"Forbidden",
-    404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout", 409: b"Conflict",
-    410: b"Gone", 411: b"Length Required", 413: b"Request Entity Too Large",
-    414: b"Request URI Too Long", 417: b"Expectation Failed", 422: b"Unprocessable Entity",
-    429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
-    503: b"Service Unavailable", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
+    200: b"OK", 400: b"Bad Request", 402: b"Payment Required", 404: b"Not Found", 405: b"Method Not Allowed",
+    408: b"Request Timeout", 409: b"Conflict", 410: b"Gone", 411: b"Length Required",
+    413: b"Request Entity Too Large", 414: b"Request URI Too Long", 417: b"Expectation Failed",
+    422: b"Unprocessable Entity", 431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
+    501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
