@@ -18,7 +18,7 @@ import time
 
 import mpy
 from benchlib.procs import free_ports
-from wpwithin.thing import HEAP_QUERY
+from wpwithin.heap_report import HEAP_QUERY
 
 ROOT = mpy.ROOT
 THING = os.path.join(ROOT, "tools", "thing")

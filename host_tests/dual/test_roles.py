@@ -20,8 +20,9 @@ from wpwithin.config import check, check_secrets
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
 from wpwithin.gateway_wire import Card
+from wpwithin.heap_report import HEAP_QUERY
 from wpwithin.http_server import Server
-from wpwithin.thing import HEAP_QUERY, Thing
+from wpwithin.thing import Thing
 
 MICROPYTHON = sys.implementation.name == "micropython"
 # Each runtime has its own UDP ports, so the two runs never hear each other.

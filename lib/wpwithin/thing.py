@@ -5,7 +5,7 @@ journal replayed at start) and/or the consumer from a Config, Secrets and a
 board (clock, random bytes, unique id, addresses, pins). The same code runs
 from main.py on a board and from tools/thing on a host. status() reports
 what a person debugging at the REPL needs, and never a secret; so does
-HeapReport, over UDP, when network.debugHeap turns it on.
+heap_report.HeapReport, over UDP, when network.debugHeap turns it on.
 """
 import asyncio
 
@@ -61,6 +61,8 @@ class Thing:
                               timeout=self.config.gateway["timeout"]),
                 timeout=self.config.gateway["timeout"])
         if self.config.network["debugHeap"]:
+            from wpwithin.heap_report import HeapReport  # debugging only: not loaded unless turned on
+
             self.heap_report = HeapReport(self, self.config.network["debugHeap"])
             self.heap_report.open()
             self.tasks.append(self._spawn("heap report", self.heap_report.run))
@@ -152,58 +154,3 @@ class Thing:
         if self.heap_report is not None:
             out["heapReport"] = self.heap_report.port
         return out
-
-
-HEAP_QUERY = b"WPWITHIN-HEAP/1"
-
-
-class HeapReport:
-    """Answers HEAP_QUERY datagrams on a UDP port with the heap in use after a full collection.
-
-    For leak tests and bench debugging only: off unless config
-    network.debugHeap names the port, and never part of the producer's
-    REST API or broadcasts. The answer is JSON: memAlloc and memFree
-    (bytes; null on CPython, which has no such figures), connections
-    open on the producer's server and orders in its ledger, so a caller
-    can tell an idle Thing from a busy one. Holds no secret, tells none.
-    """
-
-    def __init__(self, thing, port):
-        self.thing = thing
-        self.port = port
-        self.answered = 0
-        self.sock = None
-
-    def open(self):
-        """Bind the port now, so a query sent as soon as the Thing is up is answered."""
-        if self.sock is None:
-            self.sock = discovery.udp_socket(self.port)
-
-    async def run(self):
-        self.open()
-        sock = self.sock
-        try:
-            while True:
-                data, sender = await discovery.recvfrom(sock, 64)
-                if data == HEAP_QUERY:
-                    try:
-                        sock.sendto(self.report(), sender)
-                        self.answered += 1
-                    except OSError:
-                        pass  # the asker went away
-        finally:
-            sock.close()
-            self.sock = None
-
-    def report(self):
-        import gc
-
-        gc.collect()
-        mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
-        used = mem_alloc() if mem_alloc else None
-        free = gc.mem_free() if mem_alloc else None
-        thing = self.thing
-        return wire.encode_json({
-            "memAlloc": used, "memFree": free,
-            "connections": thing.server.connections if thing.server is not None else 0,
-            "orders": len(thing.producer.core.ledger.orders) if thing.producer is not None else 0})
