@@ -20,7 +20,8 @@ import time
 
 from wpwithin import http_client
 from wpwithin.gateway_client import GatewayClient, parse_url
-from wpwithin.gateway_wire import Card, GatewayError, order_request
+from wpwithin.card import Card
+from wpwithin.gateway_wire import GatewayError, order_request
 from wpwithin.net_errors import ConnectionDropped, NetError
 
 YEAR = time.localtime()[0]

@@ -28,7 +28,7 @@ from gatewaysim.simulator import Simulator
 import mpy
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.gateway_wire import Card
+from wpwithin.card import Card
 from wpwithin.journal import FileJournal
 from wpwithin.ledger import PAID, Ledger
 

@@ -25,7 +25,7 @@ import network_things as things_mod
 from network_things import CARD, Things, heap_report, idle_heap, udp_ports
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.gateway_wire import Card
+from wpwithin.card import Card
 
 CONSUMERS = 32
 SECONDS = float(os.environ.get("WPW_LOAD_SECONDS") or 20)

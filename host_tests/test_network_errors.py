@@ -27,7 +27,7 @@ from wpwithin import http1
 from network_things import CARD, Things, udp_ports
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.gateway_wire import Card
+from wpwithin.card import Card
 
 READ_TIMEOUT = 1  # network.readTimeout of the producers here (s)
 MAX_CONNECTIONS = 2

@@ -50,7 +50,8 @@ from wpwithin import discovery  # noqa: E402
 from wpwithin.consumer_role import ConsumerRole, Producer, ProducerError  # noqa: E402
 from wpwithin.errors import NotOffered, PeerError  # noqa: E402
 from wpwithin.gateway_client import GatewayClient  # noqa: E402
-from wpwithin.gateway_wire import Card, GatewayError, mask_card  # noqa: E402
+from wpwithin.card import Card, mask_card  # noqa: E402
+from wpwithin.gateway_wire import GatewayError  # noqa: E402
 from wpwithin.net_errors import NetError  # noqa: E402
 
 try:

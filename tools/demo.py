@@ -29,7 +29,7 @@ from wpwithin import discovery, http_client, wire  # noqa: E402
 from wpwithin.consumer_role import ConsumerRole, ProducerError  # noqa: E402
 from wpwithin.gateway_client import GatewayClient, parse_url  # noqa: E402
 from wpwcli import trace  # noqa: E402
-from wpwithin.gateway_wire import Card, mask_card  # noqa: E402
+from wpwithin.card import Card, mask_card  # noqa: E402
 
 CLIENT_KEY = "T_C_03eaa1d3-4642-4079-b030-b543ee04b5af"
 SERVICE_KEY = "T_S_f50ecb46-ca82-44a7-9c40-421818af5996"

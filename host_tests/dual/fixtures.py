@@ -1,5 +1,6 @@
 """Shared test data for dual-runtime tests: a catalogue, a stand-in gateway, fixed randomness."""
 from wpwithin import catalogue, gateway_wire
+from wpwithin.card import mask_card
 from wpwithin.ledger import Ledger
 from wpwithin.producer import Producer
 
@@ -51,7 +52,7 @@ class MemoryGateway:
         self.tokens[token] = request["paymentMethod"]["name"]
         return {"token": token, "reusable": False,
                 "paymentMethod": {"type": "ObfuscatedCard",
-                                  "maskedCardNumber": gateway_wire.mask_card(request["paymentMethod"]["cardNumber"])}}
+                                  "maskedCardNumber": mask_card(request["paymentMethod"]["cardNumber"])}}
 
     def order(self, request):
         name = self.tokens.pop(request["token"])  # KeyError: one-use token reused

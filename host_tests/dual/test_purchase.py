@@ -3,11 +3,12 @@ from expect import raises, refused
 from fixtures import NOW, MemoryGateway, Randomness, producer
 
 from wpwithin import gateway_wire, wire
+from wpwithin.card import Card, parse_token_response, token_request
 from wpwithin.consumer import Purchase
 from wpwithin.errors import PeerError
 from wpwithin.ledger import ANSWER, CHARGE, Ledger
 
-CARD = gateway_wire.Card("Bilbo Baggins", "4444333322221111", 11, 2030, "123")
+CARD = Card("Bilbo Baggins", "4444333322221111", 11, 2030, "123")
 
 
 def trip(message):
@@ -28,8 +29,8 @@ def select(hte, random, units=5, service_id=1, price_id=1):
 def pay(hte, gateway, random, purchase, card=CARD):
     """Card to token at the gateway, token to the producer; returns journal records."""
     journal = []
-    token = gateway.token(trip(gateway_wire.token_request(purchase.total["merchantClientKey"], card)))
-    client_token = gateway_wire.parse_token_response(token)["token"]
+    token = gateway.token(trip(token_request(purchase.total["merchantClientKey"], card)))
+    client_token = parse_token_response(token)["token"]
     step, request, record, ref = hte.payment(wire.parse_payment_request(trip(purchase.payment_request(client_token))), NOW + 1)
     assert step == CHARGE
     journal.append(record)
@@ -82,7 +83,7 @@ def test_volume_tier_is_applied_by_the_producer():
 def test_declined_card_charges_nothing_and_a_new_token_may_pay():
     hte, gateway, random = producer(), MemoryGateway(), Randomness()
     purchase, journal = select(hte, random, units=3)
-    declined = gateway_wire.Card("DECLINE", "4444333322221111", 11, 2030, "123")
+    declined = Card("DECLINE", "4444333322221111", 11, 2030, "123")
     assert "REFUSED" in refused(402, pay, hte, gateway, random, purchase, declined)
     assert gateway.orders[0][2] == "FAILED"
     journal += pay(hte, gateway, random, purchase)

@@ -19,7 +19,7 @@ from wpwithin.board_host import HostBoard
 from wpwithin.config import check, check_secrets
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.gateway_wire import Card
+from wpwithin.card import Card
 from wpwithin.heap_report import HEAP_QUERY
 from wpwithin.http_server import Server
 from wpwithin.thing import Thing

@@ -16,7 +16,6 @@ import json
 from binascii import unhexlify
 
 from wpwithin import catalogue, discovery, wire
-from wpwithin.gateway_wire import Card
 
 
 class ConfigError(ValueError):
@@ -200,6 +199,8 @@ def check_secrets(obj, config):
         out.service_key = _check(obj.get("merchantServiceKey"), str, "secrets.merchantServiceKey")
         out.signing_secret = _hex_secret(obj.get("tokenSigningSecret"), "secrets.tokenSigningSecret")
     if config.consumer["enabled"]:
+        from wpwithin.card import Card  # consumer-only: not in producer-only images
+
         card = obj.get("card")
         if not isinstance(card, dict):
             raise ConfigError("secrets.card must be an object with name, number, expiryMonth, expiryYear, cvc")

@@ -24,7 +24,7 @@ from time import ticks_diff, ticks_ms, ticks_us
 from wpwithin import discovery
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.gateway_wire import Card
+from wpwithin.card import Card
 
 CARD = Card("Bench Consumer", "4444333322221111", 12, 2031, "123")
 

@@ -11,7 +11,7 @@ import time
 
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.gateway_wire import Card
+from wpwithin.card import Card
 
 CARD = Card("Bench Consumer", "4444333322221111", 12, 2031, "123")
 UNITS = 2
