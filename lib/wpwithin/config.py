@@ -121,7 +121,7 @@ def catalogue_from(services, where="services"):
 
 class Config:
     """A checked config.json: device, network, gateway, producer, consumer (dicts, defaults filled in);
-    catalogue when the producer is enabled. Made by check()."""
+    catalogue when the producer is enabled (producer then holds no "services"). Made by check()."""
 
     catalogue = None
 
@@ -168,7 +168,8 @@ def check(obj):
         _check(producer["refundOnExpiry"], bool, "config.producer.refundOnExpiry")
         _check(producer["maxOrders"], int, "config.producer.maxOrders", 1, 4096)
         _check(producer["journal"], str, "config.producer.journal")
-        cfg.catalogue = catalogue_from(producer["services"], "config.producer.services")
+        # The catalogue is what the Thing keeps; the JSON it is built from is let go.
+        cfg.catalogue = catalogue_from(producer.pop("services"), "config.producer.services")
     if not producer["enabled"] and not cfg.consumer["enabled"]:
         raise ConfigError("config: enable config.producer or config.consumer (or both)")
     return cfg
