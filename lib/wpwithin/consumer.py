@@ -22,8 +22,9 @@ SCHEMES = ("http://", "https://")
 
 
 # --- the wire format as a consumer meets it (DESIGN section 2) -------------------
-# Its requests, and decoders of what producers send: keys in any case, as Go's JSON
-# decoder takes them; a bad value raises ProtocolError(422) naming the field.
+# Decoders of what producers send (the requests' builders are wire's: a producer parses
+# them back): keys in any case, as Go's JSON decoder takes them; a bad value raises
+# ProtocolError(422) naming the field.
 
 def parse_broadcast(obj):
     f = wire.fields(obj, "broadcast")

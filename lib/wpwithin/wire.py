@@ -2,11 +2,12 @@
 
 Builders emit exactly the keys the reference Go SDK emits; decoders accept
 keys in any case, as Go's JSON decoder does, and return a dict with the
-exact keys. Here is what a producer needs (and the field readers both
-sides use); the consumer's own requests and its checks of a producer's
-answers are in consumer.py, so a producer-only image does not carry them. Every value is type- and range-checked: a bad value raises
+exact keys. Every value is type- and range-checked: a bad value raises
 ProtocolError(422) naming the field. Amounts are integers in minor units.
-Never does I/O and never sees card data.
+Here are every message's builder, the decoders of what a producer
+receives and the field readers; the decoders of a producer's answers are
+consumer.py's, so a producer-only image does not carry them. Never does
+I/O and never sees card data.
 """
 import json
 
