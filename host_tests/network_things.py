@@ -45,9 +45,7 @@ SERVICES = [
 
 def free_port(kind=socket.SOCK_STREAM):
     """A port no one uses now on 127.0.0.1 (TCP by default, or UDP)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1, kind)[0]
 
 
 def udp_ports(n):

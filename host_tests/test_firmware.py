@@ -208,7 +208,7 @@ def run_stand_in(runtime, folder, scenario, **values):
     port = free_port()
     values["port"] = port
     config = {"network": {"host": "127.0.0.1", "port": port, "broadcastAddress": "127.255.255.255",
-                          "broadcastPort": free_port(), "probePort": 0},
+                          "broadcastPort": free_port(socket.SOCK_DGRAM), "probePort": 0},
               "gateway": {"url": "http://127.0.0.1:9/v1"},
               "producer": {"enabled": True, "services": [{"id": 1, "name": "c", "prices": [
                   {"id": 1, "amount": 30, "currency": "GBP", "unitId": 1, "unitDescription": "kWh"}]}]}}

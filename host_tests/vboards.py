@@ -21,6 +21,7 @@ import time
 import pytest
 
 import mpy
+from network_things import free_port
 
 ROOT = mpy.ROOT
 VBOARD = os.path.join(ROOT, "tools", "vboard")
@@ -30,12 +31,6 @@ MPREMOTE = os.path.join(os.path.dirname(sys.executable), "mpremote")
 CLIENT_KEY = "T_C_11111111-1111-4111-8111-111111111111"  # the simulator's default test merchant
 SERVICE_KEY = "T_S_22222222-2222-4222-8222-222222222222"
 CARD = {"name": "Board Test", "number": "4444333322221111", "expiryMonth": 12, "expiryYear": 2031, "cvc": "123"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children(pid):
@@ -198,7 +193,8 @@ def thing_files(folder, gateway, port, producer=None, **network):
     """config.json, secrets.json and ca.der of a loopback producer in folder; the config path."""
     os.makedirs(folder, exist_ok=True)
     net = {"host": "127.0.0.1", "hostname": "127.0.0.1", "port": port, "broadcastAddress": "127.255.255.255",
-           "broadcastPort": free_port(), "probePort": free_port(), "broadcastIntervalMs": 1000}
+           "broadcastPort": free_port(socket.SOCK_DGRAM), "probePort": free_port(socket.SOCK_DGRAM),
+           "broadcastIntervalMs": 1000}
     net.update(network)
     section = {"enabled": True, "services": [{"id": 1, "name": "Car charge", "description": "EV charging", "prices": [
         {"id": 1, "amount": 30, "currency": "GBP", "unitId": 1, "unitDescription": "kWh",
