@@ -19,8 +19,8 @@ import sys
 import time
 
 from wpwithin import http_client
-from wpwithin.gateway_client import GatewayClient, parse_url
 from wpwithin.card import Card
+from wpwithin.gateway_client import GatewayClient, parse_url
 from wpwithin.gateway_wire import GatewayError, order_request
 from wpwithin.net_errors import ConnectionDropped, NetError
 

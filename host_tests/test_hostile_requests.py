@@ -26,9 +26,9 @@ import hostile
 import mpy
 import network_things as things_mod
 from network_things import CARD, Things, idle_heap, udp_ports
+from wpwithin.card import Card
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.card import Card
 
 COUNT = int(os.environ.get("WPW_HOSTILE") or 10000)
 WARM_UP = 300  # fills the ledger with quotes first: the steady state the heap is measured in

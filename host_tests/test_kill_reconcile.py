@@ -26,9 +26,9 @@ from gatewaysim.merchants import Merchant
 from gatewaysim.simulator import Simulator
 
 import mpy
+from wpwithin.card import Card
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.card import Card
 from wpwithin.journal import FileJournal
 from wpwithin.ledger import PAID, Ledger
 

@@ -23,9 +23,9 @@ from gatewaysim.simulator import Simulator
 import mpy
 import network_things as things_mod
 from network_things import CARD, Things, heap_report, idle_heap, udp_ports
+from wpwithin.card import Card
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.card import Card
 
 CONSUMERS = 32
 SECONDS = float(os.environ.get("WPW_LOAD_SECONDS") or 20)

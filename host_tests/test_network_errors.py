@@ -25,9 +25,9 @@ from gatewaysim.simulator import Simulator
 import mpy
 from wpwithin import http1
 from network_things import CARD, Things, udp_ports
+from wpwithin.card import Card
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.card import Card
 
 READ_TIMEOUT = 1  # network.readTimeout of the producers here (s)
 MAX_CONNECTIONS = 2

@@ -26,10 +26,10 @@ sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools")]
 
 from gatewaysim.ledger import Ledger  # noqa: E402
 from wpwithin import discovery, http_client, wire  # noqa: E402
+from wpwithin.card import Card, mask_card  # noqa: E402
 from wpwithin.consumer_role import ConsumerRole, ProducerError  # noqa: E402
 from wpwithin.gateway_client import GatewayClient, parse_url  # noqa: E402
 from wpwcli import trace  # noqa: E402
-from wpwithin.card import Card, mask_card  # noqa: E402
 
 CLIENT_KEY = "T_C_03eaa1d3-4642-4079-b030-b543ee04b5af"
 SERVICE_KEY = "T_S_f50ecb46-ca82-44a7-9c40-421818af5996"

@@ -16,10 +16,10 @@ from fixtures import MemoryGateway
 
 from wpwithin import discovery, wire
 from wpwithin.board_host import HostBoard
+from wpwithin.card import Card
 from wpwithin.config import check, check_secrets
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.card import Card
 from wpwithin.heap_report import HEAP_QUERY
 from wpwithin.http_server import Server
 from wpwithin.thing import Thing

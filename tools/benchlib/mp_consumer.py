@@ -22,9 +22,9 @@ import sys
 from time import ticks_diff, ticks_ms, ticks_us
 
 from wpwithin import discovery
+from wpwithin.card import Card
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.card import Card
 
 CARD = Card("Bench Consumer", "4444333322221111", 12, 2031, "123")
 

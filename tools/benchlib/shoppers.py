@@ -9,9 +9,9 @@ time is up; every failure is counted with its kind, never raised.
 import asyncio
 import time
 
+from wpwithin.card import Card
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.card import Card
 
 CARD = Card("Bench Consumer", "4444333322221111", 12, 2031, "123")
 UNITS = 2

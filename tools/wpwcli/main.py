@@ -17,11 +17,11 @@ import subprocess
 import sys
 
 from wpwithin import discovery
+from wpwithin.card import Card, mask_card
 from wpwithin.config import ConfigError
 from wpwithin.consumer_role import ConsumerRole, Producer, ProducerError
 from wpwithin.errors import NotOffered, PeerError
 from wpwithin.gateway_client import GatewayClient, parse_url
-from wpwithin.card import Card, mask_card
 from wpwithin.gateway_wire import GatewayError
 from wpwithin.net_errors import NetError
 
