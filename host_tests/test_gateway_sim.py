@@ -600,8 +600,10 @@ def test_request_log_has_one_line_per_request_and_no_secrets(sim):
     assert re.match(r"^127\.0\.0\.1 POST /v1/orders 200 ", lines[1])
     assert re.match(r"^127\.0\.0\.1 GET /v1/orders/nope 404 ", lines[2])
     text = "\n".join(sim.logs)
-    for secret in (VISA, "9753", MERCHANT.service_key, OTHER.service_key):
+    for secret in (VISA, MERCHANT.service_key, OTHER.service_key):
         assert secret not in text
+    # The CVC as a value of its own: random ids in logged paths may hold the digits 9753 by chance.
+    assert not re.search(r"(?<![0-9A-Za-z])9753(?![0-9A-Za-z])", text), text
 
 
 def test_ledger_file_holds_no_card_numbers(sim):
