@@ -81,13 +81,8 @@ class ConsumerRole:
         headers = {"Content-Type": "application/json"} if payload is not None else None
         delay = 0.1
         for attempt in range(self.busy_retries + 1):
-            conn = self._conns.take(producer.host, producer.port)
-            try:
-                status, _, data = await conn.request(method, producer.url_prefix + route, payload, headers,
-                                                     close=True)
-            finally:
-                await conn.close()
-                self._conns.give(conn)
+            status, data = await self._conns.request(producer.host, producer.port, method,
+                                                     producer.url_prefix + route, payload, headers)
             if status != UNAVAILABLE or attempt == self.busy_retries:
                 break
             self.busy_answers += 1

@@ -47,6 +47,14 @@ def quote(text):
     return "".join(out)
 
 
+def _decoded(data):
+    """(the answer's JSON or None, what is wrong with it or None), read while it is in the buffer."""
+    try:
+        return (wire.decode_json(data, "gateway answer", None) if data else None), None
+    except ProtocolError as exc:
+        return None, exc.message
+
+
 class GatewayClient:
     def __init__(self, url, service_key=None, ca=None, timeout=10):
         """`ca`: the CA certificate (PEM or DER bytes) an https:// gateway is verified against."""
@@ -73,17 +81,8 @@ class GatewayClient:
         payload = None if body is None else wire.encode_json(body)
         if payload is not None:
             headers["Content-Type"] = "application/json"
-        conn = self._conns.take(self.host, self.port)
-        try:
-            status, _, data = await conn.request(method, self.base + path, payload, headers, close=True)
-            # `data` is a view of conn's buffer: parsed before conn can serve another call.
-            try:
-                obj, bad = (wire.decode_json(data, "gateway answer", None) if data else None), None
-            except ProtocolError as exc:
-                obj, bad = None, exc.message
-        finally:
-            await conn.close()
-            self._conns.give(conn)
+        status, (obj, bad) = await self._conns.request(self.host, self.port, method, self.base + path, payload,
+                                                       headers, _decoded)
         if status == 200:
             if bad:
                 raise PeerError(bad)

@@ -390,6 +390,20 @@ class Reuse:
     def give(self, conn):
         self.idle = conn
 
+    async def request(self, host, port, method, path, body=None, headers=None, read=None):
+        """(status, body) of one request on a connection closed after it; the object is kept for the next.
+
+        read(body), when given, takes the body while it is still valid (with view_body it is a view
+        of the buffer the next request reuses), and what it returns stands in for the body.
+        """
+        conn = self.take(host, port)
+        try:
+            status, _, data = await conn.request(method, path, body, headers, close=True)
+            return status, (read(data) if read else data)
+        finally:
+            await conn.close()
+            self.give(conn)
+
 
 async def request(method, host, port, path, body=None, headers=None, timeout=TIMEOUT, tls=None,
                   server_hostname=None, max_body=http1.MAX_RESPONSE_BODY):
