@@ -22,7 +22,7 @@ import asyncio
 import os
 import sys
 
-from wpwithin.compat import const
+from wpwithin.compat import MICROPYTHON, const
 from wpwithin.journal import JournalCorrupt, exists
 from wpwithin.thing import Thing
 
@@ -216,7 +216,7 @@ async def stop():
 
 def main(board, hooks=None, config_path="config.json", secrets_path="secrets.json"):
     """Run the app in the foreground until it stops (main.py, repl.restart()); Ctrl-C stops it cleanly."""
-    if sys.implementation.name == "micropython":
+    if MICROPYTHON:
         asyncio.new_event_loop()  # drop whatever an interrupted run left queued
     try:
         asyncio.run(run(board, config_path, secrets_path, hooks))
@@ -231,7 +231,7 @@ def main(board, hooks=None, config_path="config.json", secrets_path="secrets.jso
         _stop_now()
         state["mode"] = "crashed"
         log("app crashed: %r; repl.status() shows the state, repl.restart() starts it again" % (exc,))
-        if hasattr(sys, "print_exception"):  # MicroPython
+        if MICROPYTHON:
             sys.print_exception(exc)
         else:
             sys.excepthook(type(exc), exc, exc.__traceback__)
