@@ -16,6 +16,9 @@ import sys
 import threading
 import time
 
+from gatewaysim.merchants import DEFAULT_CLIENT_KEY as CLIENT_KEY  # the simulator's test merchant
+from gatewaysim.merchants import DEFAULT_SERVICE_KEY as SERVICE_KEY
+
 import mpy
 from benchlib.procs import free_ports
 from wpwithin.heap_report import HEAP_QUERY
@@ -26,9 +29,6 @@ CONSUMER = os.path.join(ROOT, "tools", "consumer_main.py")
 RUNTIMES = ("micropython", "cpython")
 LOOPBACK_BROADCAST = "127.255.255.255"
 
-# The simulator's default test merchant.
-CLIENT_KEY = "T_C_11111111-1111-4111-8111-111111111111"
-SERVICE_KEY = "T_S_22222222-2222-4222-8222-222222222222"
 CARD = {"name": "Net Test", "number": "4444333322221111", "expiryMonth": 12, "expiryYear": 2031, "cvc": "123"}
 DECLINED_CARD = dict(CARD, number="4000000000000002")
 SERVICES = [

@@ -15,17 +15,18 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 from gatewaysim.faults import parse_fault_spec
-from gatewaysim.merchants import Merchant
+from gatewaysim.merchants import DEFAULT_CLIENT_KEY as CLIENT_KEY
+from gatewaysim.merchants import DEFAULT_SERVICE_KEY as SERVICE_KEY, Merchant
 from gatewaysim.simulator import Simulator
 
 import mpy
+from network_things import free_port
 from wpwithin.card import Card
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
@@ -33,15 +34,7 @@ from wpwithin.journal import FileJournal
 from wpwithin.ledger import PAID, Ledger
 
 KILLS = int(os.environ.get("WPW_KILLS", "30"))
-CLIENT_KEY = "T_C_11111111-1111-4111-8111-111111111111"
-SERVICE_KEY = "T_S_22222222-2222-4222-8222-222222222222"
 CARD = Card("Kill Test", "4444333322221111", 12, 2031, "123")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(folder, gateway_url, port):

@@ -19,6 +19,8 @@ import sys
 import time
 
 import pytest
+from gatewaysim.merchants import DEFAULT_CLIENT_KEY as CLIENT_KEY  # the simulator's test merchant
+from gatewaysim.merchants import DEFAULT_SERVICE_KEY as SERVICE_KEY
 
 import mpy
 from network_things import free_port
@@ -28,8 +30,6 @@ VBOARD = os.path.join(ROOT, "tools", "vboard")
 DEPLOY = os.path.join(ROOT, "tools", "deploy")
 BUILD = os.path.join(ROOT, "tools", "build")
 MPREMOTE = os.path.join(os.path.dirname(sys.executable), "mpremote")
-CLIENT_KEY = "T_C_11111111-1111-4111-8111-111111111111"  # the simulator's default test merchant
-SERVICE_KEY = "T_S_22222222-2222-4222-8222-222222222222"
 CARD = {"name": "Board Test", "number": "4444333322221111", "expiryMonth": 12, "expiryYear": 2031, "cvc": "123"}
 
 

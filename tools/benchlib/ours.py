@@ -14,13 +14,12 @@ import os
 import subprocess
 import sys
 
+from gatewaysim.merchants import DEFAULT_CLIENT_KEY as CLIENT_KEY  # the simulator's test merchant
+from gatewaysim.merchants import DEFAULT_SERVICE_KEY as SERVICE_KEY
 from imagebuild import compiler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER_ID = "bench-producer"
-# The simulated gateway's default test merchant (gatewaysim.merchants).
-CLIENT_KEY = "T_C_11111111-1111-4111-8111-111111111111"
-SERVICE_KEY = "T_S_22222222-2222-4222-8222-222222222222"
 SERVICES = [
     {"id": 1, "name": "Car charge", "description": "Electric vehicle charging", "prices": [
         {"id": 1, "amount": 30, "currency": "GBP", "unitId": 1, "unitDescription": "kWh",
