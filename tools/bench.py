@@ -54,7 +54,7 @@ WORD = {64: "64-bit: objects up to twice an ESP32's", 32: "32-bit, as an ESP32"}
 METHOD = [
     "one MicroPython unix port build (%s) runs both sides",
     "ROMFS: the image is read into one heap buffer (the unix port has no flash to map); "
-    "figures leave that buffer out (heapsize found minus the image in whole 16-byte blocks)",
+    "figures leave that buffer out (heapsize found minus the buffer's heap, measured)",
     "runs that measure no heap use -X heapsize=%d KiB for both sides" % (RUN_HEAP // 1024),
     "gateway: the simulator as its own process, no injected latency; plain HTTP unless --gateway-tls "
     "(with TLS: ~4 KB of GC heap for the context, ~3.4 KB per session; mbedTLS's buffers are outside it)",

@@ -14,7 +14,7 @@ A run passes when every purchase or answer was right and the process is
 still running after them; a heap passes when 3 runs in a row pass (2 with
 --quick; heapsearch says why). For code from ROMFS the image is read into one
 heap buffer (the unix port cannot map flash): the figure is the heapsize
-found minus that buffer (the image's size in whole 16-byte GC blocks).
+found minus that buffer's heap (measured around its allocation).
 Heap in use comes from inside the process (mp_heap.Sampler): after import
 is gc.mem_alloc() after a full collection once the modules are imported;
 peak is the most live heap seen at any scheduler round while the workload
@@ -130,7 +130,8 @@ def measure(bench, side, mode):
 def floor(bench):
     """{"min": bytes, ...}: the least heap mp_floor serves the price list in, each GET after one HTTPS
     round trip to the gateway; or {"error": why}."""
-    tls = gateway.Gateway(bench.root, bench.workdir, tls=True)
+    own = bench.gateway.ca_path is None  # the bench's gateway is plain HTTP unless --gateway-tls
+    tls = gateway.Gateway(bench.root, bench.workdir, tls=True) if own else bench.gateway
     count = bench.settings["anchor_requests"]
 
     def run(heap):
@@ -159,7 +160,8 @@ def floor(bench):
     except heapsearch.NotFound as exc:
         return {"error": str(exc)}
     finally:
-        tls.stop()
+        if own:
+            tls.stop()
     return {"min": found["heap"], "trials": found["trials"]}
 
 

@@ -12,7 +12,6 @@ so "peak" is the most live data seen at any await point.
 import gc
 import sys
 
-BLOCK = 16  # bytes per GC block on a 64-bit build: a buffer takes whole blocks
 _held = []  # the image buffer stays referenced for the life of the process
 
 
@@ -22,13 +21,16 @@ def mount(path):
     import vfs
 
     size = os.stat(path)[6]
+    gc.collect()
+    before = gc.mem_alloc()
     buf = bytearray(size)  # one allocation, exactly the image: f.read() would grow and copy
+    held = gc.mem_alloc() - before  # the object and its data, in whole GC blocks
     with open(path, "rb") as f:
         f.readinto(buf)
     vfs.mount(vfs.VfsRom(buf), "/rom")
     sys.path.insert(0, "/rom/lib")
     _held.append(buf)
-    return (size + BLOCK - 1) // BLOCK * BLOCK
+    return held
 
 
 def used():

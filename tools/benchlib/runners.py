@@ -13,6 +13,7 @@ import re
 import socket
 
 from benchlib import procs
+from wpwithin.gateway_client import parse_url
 
 MODES = ("mpy", "romfs")
 READY_S = 30.0  # a runner must be listening within this
@@ -69,9 +70,14 @@ class Runtime:
     def _server(self, side, runner, args, heap, mode, control, cwd):
         lib, image = self.code[side]
         path = [lib] if mode == "mpy" else []
-        argv, env = self.command(runner, heap, path, args + [image if mode == "romfs" else "-"]
-                                 + ([control] if control else []))
-        child = procs.Child("%s (%s, heap %s)" % (runner, mode, heap or "default"), argv, env, cwd)
+        return self._launch("%s (%s, heap %s)" % (runner, mode, heap or "default"), runner, heap, path,
+                            args + [image if mode == "romfs" else "-"] + ([control] if control else []), cwd,
+                            control)
+
+    def _launch(self, name, runner, heap, path, args, cwd, control=0):
+        """Start a server runner and wait for its "heap ..." and "listening on ..." lines."""
+        argv, env = self.command(runner, heap, path, args)
+        child = procs.Child(name, argv, env, cwd)
         try:
             line = child.expect("heap ", READY_S)
             figures = dict(part.split("=") for part in line.split()[1:])
@@ -95,18 +101,10 @@ class Runtime:
 
     def start_floor(self, gateway_url, ca_path, body_file, heap=None):
         """mp_floor: a bare asyncio server making one HTTPS call to the gateway per request, on a free port."""
-        where = gateway_url.split("://", 1)[1].split("/", 1)[0]
-        host, gateway_port = where.rsplit(":", 1)
-        port = procs.free_ports(1)[0]
-        argv, env = self.command("mp_floor", heap, [], [port, host, gateway_port, ca_path, body_file])
-        child = procs.Child("mp_floor (heap %s)" % (heap or "default"), argv, env, self.folder("floor"))
-        try:
-            child.expect("heap ", READY_S)
-            child.expect("listening on ", READY_S)
-        except BaseException:
-            child.stop()
-            raise
-        return Server(child, port, 0, 0)
+        _, host, gateway_port, _ = parse_url(gateway_url)
+        args = [procs.free_ports(1)[0], host, gateway_port, ca_path, body_file]
+        return self._launch("mp_floor (heap %s)" % (heap or "default"), "mp_floor", heap, [], args,
+                            self.folder("floor"))
 
     def consumer(self, args, timeout):
         """Run mp_consumer with `args` to its end; its JSON result line as a dict."""
