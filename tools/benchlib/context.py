@@ -31,7 +31,6 @@ class Bench:
     def __init__(self, root, workdir, quick=False, log=None, gateway_tls=False):
         self.root = root
         self.workdir = workdir
-        self.quick = quick
         self.log = log or (lambda message: None)
         self.settings = QUICK if quick else FULL
         self.gateway = None

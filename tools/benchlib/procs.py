@@ -98,12 +98,6 @@ class Child:
         if self in CHILDREN:
             CHILDREN.remove(self)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 def set_mark(workdir):
     _mark[MARK] = workdir

@@ -26,7 +26,7 @@ def figure(fid, group, title, unit, ours, anchor=None, anchor_what="", target=No
 
 def failed(fid, group, title, unit, reason, anchor=None, anchor_what="", target=None, details=None):
     record = figure(fid, group, title, unit, None, anchor, anchor_what, target, details)
-    record.update(status="FAILED", reason=reason, met=False if target else None)
+    record.update(status="FAILED", reason=reason)  # figure() judged it: no figure, so not met
     return record
 
 

@@ -37,7 +37,6 @@ class _Master:
         _raw(slave)
         os.set_blocking(self.fd, False)
         self.pending = bytearray()
-        self.dropped = 0
         self._slave = slave
 
     def queue(self, data):
@@ -45,7 +44,6 @@ class _Master:
         excess = len(self.pending) - PENDING_LIMIT
         if excess > 0:
             del self.pending[:excess]
-            self.dropped += excess
 
     def flush(self):
         """Write what the other side will take now."""
