@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools")]
 
 from gatewaysim.ledger import Ledger  # noqa: E402
+from vboardlib.cli import DEFAULT_HEAP  # noqa: E402  (tools/vboard's own default)
 from wpwithin import discovery, http_client, wire  # noqa: E402
 from wpwithin.card import Card, mask_card  # noqa: E402
 from wpwithin.consumer_role import ConsumerRole, ProducerError  # noqa: E402
@@ -46,7 +47,6 @@ METER = {"description": "Parking meter, Mill Lane (virtual)", "serverId": "meter
               "description": "Per minute, up to 4 hours", "maxUnits": 240}]}]}
 GOOD_CARD = Card("Bilbo Baggins", "4444333322221111", 11, 2030, "9731")
 DECLINED_CARD = Card("Frodo Baggins", "4000000000000002", 11, 2030, "123")
-BOARD_HEAP = "256k"  # tools/vboard's default: about what the firmware needs on this 64-bit build
 START = time.monotonic()
 
 
@@ -91,7 +91,7 @@ class Processes:
                 text = f.read().decode("utf-8", "replace")
             if "[wpw] running: " in text:
                 return serial, text.split("[wpw] running: ", 1)[1].split()[0]
-            if "[wpw] safe mode" in text:
+            if "[wpw] safe mode" in text or "[wpw] app crashed" in text:
                 break
             time.sleep(0.05)
         raise RuntimeError("%s: the firmware did not start its app; see its console, %s" % (name, console))
@@ -241,10 +241,10 @@ def main():
             config = producer_config(workdir, url, os.path.join(workdir, "tls", "ca.der"), ports, thing)
             folder = os.path.dirname(config)
             serial, where = processes.start_board(thing["serverId"], [
-                "--image", image, "--flash", os.path.join(folder, "flash.img"), "--heap", BOARD_HEAP,
+                "--image", image, "--flash", os.path.join(folder, "flash.img"), "--heap", DEFAULT_HEAP,
                 "--config", config], os.path.join(folder, "console.log"))
             say("Start", "producer %s on a virtual board (serial %s, heap %s), booted from the image, at %s"
-                % (thing["serverId"], serial, BOARD_HEAP, where))
+                % (thing["serverId"], serial, DEFAULT_HEAP, where))
         recorder = trace.Recorder(parse_url(url)[1:3])
         recorder.install()
         try:
