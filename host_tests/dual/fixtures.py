@@ -1,5 +1,5 @@
 """Shared test data for dual-runtime tests: a catalogue, a stand-in gateway, fixed randomness."""
-from wpwithin import catalogue, gateway_wire
+from wpwithin import catalogue
 from wpwithin.card import mask_card
 from wpwithin.ledger import Ledger
 from wpwithin.producer import Producer
