@@ -68,7 +68,7 @@ def test_full_purchase_over_loopback(market, producer_runtime, consumer_runtime)
     assert summary["ok"] and summary["purchases"] == 1 and summary["clientID"] == client_id
     assert "4444333322221111" not in output and '"123"' not in output
     ledger = market["sim"].ledger
-    (order,) = ledger.orders_by_customer_order_code(select["paymentReferenceID"])
+    (order,) = ledger.orders_by_customer_order_code(select["paymentReferenceID"] + ".1")  # its first attempt
     assert (order["status"], order["charged"], order["refunded"]) == ("SUCCESS", 300, 0), order
     assert ledger.reconcile()["consistent"]
 
@@ -107,7 +107,7 @@ def test_a_declined_card_is_refused_and_nothing_is_charged(market, producer_runt
     assert summary["status"] == 402 and "Refused by the card issuer" in summary["message"], summary
     assert step(records, "pay") == []
     (select,) = step(records, "select")
-    (order,) = market["sim"].ledger.orders_by_customer_order_code(select["paymentReferenceID"])
+    (order,) = market["sim"].ledger.orders_by_customer_order_code(select["paymentReferenceID"] + ".1")  # its first attempt
     assert (order["status"], order["charged"]) == ("FAILED", 0), order
 
 

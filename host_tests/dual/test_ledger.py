@@ -1,8 +1,8 @@
 """The producer ledger: states, refusals, replay and compaction."""
 from expect import raises, refused
 
-from wpwithin.errors import BAD_REQUEST, CONFLICT, GONE, NOT_FOUND, UNAVAILABLE
-from wpwithin.ledger import ANSWER, CHARGE, PAID, PAYING, QUOTE_GRACE, QUOTED, Ledger
+from wpwithin.errors import BAD_REQUEST, CONFLICT, GONE, NOT_FOUND, PAYMENT_DECLINED, UNAVAILABLE
+from wpwithin.ledger import ANSWER, CHARGE, PAID, PAYING, QUOTE_GRACE, QUOTED, Ledger, attempt_code
 
 NOW = 1795737600
 
@@ -161,10 +161,67 @@ def test_due_lists_stale_quotes_and_expired_tokens_with_refunds():
 
 def test_unresolved_lists_orders_caught_mid_payment():
     ledger = quoted()
-    ledger.start_payment("r1", NOW)
-    replayed = Ledger.replay([["q", "r1", "c1", 1, 1, 5, 150, "GBP", NOW], ["p", "r1", NOW]])
+    record = ledger.start_payment("r1", NOW, "TEST_SU_1")
+    assert record == ["p", "r1", NOW, 1, "TEST_SU_1"]
+    replayed = Ledger.replay([["q", "r1", "c1", 1, 1, 5, 150, "GBP", NOW], record])
     assert [o.ref for o in replayed.unresolved()] == ["r1"]
     assert replayed.snapshot() == ledger.snapshot()
+    assert attempt_code(replayed.orders["r1"]) == "r1.1"
+
+
+def test_a_journal_from_before_attempts_replays_as_attempt_0_known_by_the_bare_reference():
+    old = Ledger.replay([["q", "r1", "c1", 1, 1, 5, 150, "GBP", NOW], ["p", "r1", NOW]])
+    order = old.orders["r1"]
+    assert (order.state, order.attempt, order.token, attempt_code(order)) == (PAYING, 0, "", "r1")
+
+
+def test_each_attempt_has_its_own_code_and_a_declined_token_is_not_tried_again():
+    ledger = quoted()
+    ledger.start_payment("r1", NOW, "TEST_SU_1")
+    ledger.failed("r1", "Refused")
+    assert "new client token" in refused(PAYMENT_DECLINED, ledger.payment_step, "r1", "c1", NOW, "TEST_SU_1")
+    assert ledger.payment_step("r1", "c1", NOW, "TEST_SU_2") == CHARGE
+    ledger.start_payment("r1", NOW, "TEST_SU_2")
+    assert attempt_code(ledger.orders["r1"]) == "r1.2"
+    assert Ledger.replay(ledger.records()).snapshot() == ledger.snapshot()  # compaction keeps the count
+
+
+def test_a_paid_order_answers_only_the_client_token_that_paid_it():
+    ledger = quoted()
+    ledger.start_payment("r1", NOW, "TEST_SU_1")
+    ledger.charged("r1", "o1", "k1", NOW, NOW + 3600, False)
+    assert ledger.payment_step("r1", "c1", NOW, "TEST_SU_1") == ANSWER
+    assert "client token that paid" in refused(CONFLICT, ledger.payment_step, "r1", "c1", NOW, "TEST_SU_2")
+
+
+def test_quotes_and_payments_hold_capacity_until_paid_declined_or_expired():
+    ledger = Ledger(quote_ttl=600)
+    ledger.quote("a", "c1", 2, 7, 10, 50, "GBP", NOW)
+    ledger.quote("b", "c2", 2, 7, 4, 20, "GBP", NOW)
+    assert ledger.held(2, NOW) == 14 and ledger.held(2, NOW, ledger.orders["a"]) == 4
+    ledger.start_payment("a", NOW, "TEST_SU_1")
+    assert ledger.held(2, NOW + 600) == 10  # b's quote expired; a is being paid
+    ledger.failed("a", "Refused")
+    assert ledger.held(2, NOW) == 4  # a decline lets go
+    ledger.start_payment("a", NOW, "TEST_SU_2")
+    ledger.charged("a", "o1", "k1", NOW, NOW + 3600, False)
+    assert ledger.held(2, NOW) == 4 and ledger.sold[2] == 10  # paid: sold, no longer held
+
+
+def test_a_delivery_never_ended_stalls_after_the_timeout_and_an_expired_token_is_kept_for_410():
+    ledger = Ledger(delivery_timeout=300)
+    ledger.quote("r1", "c1", 1, 1, 5, 150, "GBP", NOW)
+    ledger.start_payment("r1", NOW, "TEST_SU_1")
+    ledger.charged("r1", "o1", "k1", NOW, NOW + 3600, False)
+    order = ledger.orders["r1"]
+    ledger.begin_delivery(order, 3, NOW + 10)
+    assert ledger.stalled(NOW + 309) == [] and ledger.stalled(NOW + 310) == [order]
+    assert ledger.due(NOW + 3600) == []  # units in flight: not dropped while a delivery is open
+    ledger.end_delivery(order, 3)
+    assert ledger.due(NOW + 3600) == [(order, 0)]
+    ledger.drop("r1")
+    spent = ledger.paid_order("k1", "c1", 1)
+    assert "expired" in refused(GONE, ledger.begin_delivery, spent, 1, NOW + 3600)
 
 
 def test_replay_and_compaction_rebuild_the_same_state():

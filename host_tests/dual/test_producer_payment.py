@@ -21,39 +21,60 @@ class Clock:
 
 
 class Gateway:
-    """A stand-in gateway that does what a test scripts: answer, fail, time out after committing."""
+    """A stand-in gateway with one-use tokens that does what a test scripts for each call:
+    answer, decline, fail, or time out before or after committing."""
 
     def __init__(self):
-        self.orders = []  # orders committed: (customerOrderCode, amount)
+        self.orders = []  # orders committed, failed ones included
+        self.used = set()  # tokens spent by an order
         self.script = []  # what the next place_order calls do
+        self.search_script = []  # what the next find_orders calls do
         self.slow = None  # an Event a place_order waits for
+        self.refunds = []
 
-    def _order(self, request, status="SUCCESS"):
-        return {"orderCode": "o%d" % len(self.orders), "amount": request["amount"],
-                "currencyCode": request["currencyCode"], "paymentStatus": status,
-                "paymentStatusReason": "" if status == "SUCCESS" else "Refused by the card issuer",
-                "customerOrderCode": request["customerOrderCode"]}
+    def _order(self, request, status):
+        self.used.add(request["token"])
+        order = {"orderCode": "o%d" % len(self.orders), "amount": request["amount"],
+                 "currencyCode": request["currencyCode"], "paymentStatus": status,
+                 "paymentStatusReason": "" if status == "SUCCESS" else "Refused by the card issuer",
+                 "customerOrderCode": request["customerOrderCode"]}
+        self.orders.append(order)
+        return order
+
+    def charged(self):
+        return [o for o in self.orders if o["paymentStatus"] == "SUCCESS"]
 
     async def place_order(self, request):
         if self.slow is not None:
             await self.slow.wait()
         action = self.script.pop(0) if self.script else "pay"
-        if action == "decline":
-            return self._order(request, "FAILED")
-        if action == "timeout-after-commit":
-            self.orders.append(self._order(request))
-            raise HttpTimeout("gateway read timed out")
-        if action == "timeout-before-commit":
-            raise HttpTimeout("gateway read timed out")
         if action in ("TKN_EXPIRED", "UNAUTHORIZED"):
             raise GatewayError(400 if action == "TKN_EXPIRED" else 401, action, "refused")
+        if action == "timeout-before-commit":
+            raise HttpTimeout("gateway read timed out")
         if action == "5xx":
             raise GatewayError(503, "INTERNAL_SERVER_ERROR", "down")
-        self.orders.append(self._order(request))
-        return self.orders[-1]
+        if request["token"] in self.used:
+            raise GatewayError(400, "TKN_EXPIRED", "Token has already been used in an order request")
+        order = self._order(request, "FAILED" if action == "decline" else "SUCCESS")
+        if action == "timeout-after-commit":
+            raise HttpTimeout("gateway read timed out")
+        return order
 
     async def find_orders(self, code):
+        if self.search_script and self.search_script.pop(0) == "down":
+            raise HttpTimeout("gateway read timed out")
         return [o for o in self.orders if o["customerOrderCode"] == code]
+
+    async def order(self, code):
+        return [o for o in self.orders if o["orderCode"] == code][0]
+
+    async def refund(self, code, amount):
+        order = [o for o in self.orders if o["orderCode"] == code][0]
+        self.refunds.append((code, amount))
+        order["paymentStatus"] = "PARTIALLY_REFUNDED"
+        if self.script and self.script.pop(0) == "refund-answer-lost":
+            raise HttpTimeout("gateway read timed out")
 
 
 def setup():
@@ -93,11 +114,22 @@ def test_success_then_a_retry_gets_the_same_token_and_no_second_charge():
         role, gateway, _ = setup()
         ref = await quote(role)
         first = await call(role, "POST", "/payment", pay(ref))
-        again = await call(role, "POST", "/payment", pay(ref, "TEST_SU_2"))
+        again = await call(role, "POST", "/payment", pay(ref))
         assert first[0] == again[0] == 200
         assert first[1]["serviceDeliveryToken"] == again[1]["serviceDeliveryToken"]
         assert len(gateway.orders) == 1
         assert [r[0] for r in role.journal.records] == ["q", "p", "c"]
+    run(main())
+
+
+def test_a_paid_reference_gives_its_token_only_to_the_client_token_that_paid():
+    async def main():
+        role, gateway, _ = setup()
+        ref = await quote(role)
+        assert (await call(role, "POST", "/payment", pay(ref)))[0] == 200
+        status, body = await call(role, "POST", "/payment", pay(ref, "TEST_SU_2"))
+        assert status == 409 and "client token that paid" in body["message"], body
+        assert "serviceDeliveryToken" not in body and len(gateway.orders) == 1
     run(main())
 
 
@@ -106,20 +138,20 @@ def test_concurrent_payments_for_one_reference_charge_once():
         role, gateway, _ = setup()
         ref = await quote(role)
         gateway.slow = asyncio.Event()
-        tasks = [asyncio.create_task(call(role, "POST", "/payment", pay(ref, "TEST_SU_%d" % i)))
-                 for i in range(5)]
+        tokens = ["TEST_SU_1"] * 3 + ["TEST_SU_2", "TEST_SU_3"]
+        tasks = [asyncio.create_task(call(role, "POST", "/payment", pay(ref, t))) for t in tokens]
         await asyncio.sleep(0.01)
         gateway.slow.set()
         results = []
         for task in tasks:  # no await in a comprehension on MicroPython
             results.append(await task)
-        assert [r[0] for r in results] == [200] * 5
+        assert [r[0] for r in results] == [200, 200, 200, 409, 409]
         assert len(gateway.orders) == 1
-        assert len(set(r[1]["serviceDeliveryToken"]["key"] for r in results)) == 1
+        assert len(set(r[1]["serviceDeliveryToken"]["key"] for r in results[:3])) == 1
     run(main())
 
 
-def test_decline_is_402_and_the_order_may_be_paid_again():
+def test_decline_is_402_and_the_order_may_be_paid_again_with_a_new_token():
     async def main():
         role, gateway, _ = setup()
         ref = await quote(role)
@@ -127,7 +159,10 @@ def test_decline_is_402_and_the_order_may_be_paid_again():
         status, body = await call(role, "POST", "/payment", pay(ref))
         assert status == 402 and "Refused" in body["message"], body
         assert role.core.ledger.orders[ref].state == QUOTED
+        status, body = await call(role, "POST", "/payment", pay(ref))  # the declined token again
+        assert status == 402 and "new client token" in body["message"] and len(gateway.orders) == 1
         assert (await call(role, "POST", "/payment", pay(ref, "TEST_SU_2")))[0] == 200
+        assert [o["customerOrderCode"] for o in gateway.orders] == [ref + ".1", ref + ".2"]
     run(main())
 
 
@@ -138,7 +173,7 @@ def test_token_refused_by_the_gateway_is_402_and_merchant_keys_refused_is_500():
         gateway.script = ["TKN_EXPIRED", "UNAUTHORIZED"]
         status, body = await call(role, "POST", "/payment", pay(ref))
         assert status == 402 and "TKN_EXPIRED" in body["message"]
-        status, body = await call(role, "POST", "/payment", pay(ref))
+        status, body = await call(role, "POST", "/payment", pay(ref, "TEST_SU_2"))
         assert status == 500 and "T_S_" not in body["message"] and "merchant" in body["message"]
         assert gateway.orders == []
     run(main())
@@ -155,34 +190,130 @@ def test_timeout_after_the_gateway_committed_is_resolved_as_paid():
     run(main())
 
 
-def test_timeout_before_commit_stays_unknown_until_the_gateway_can_have_settled():
+def test_timeout_before_commit_is_settled_by_sending_the_same_attempt_again():
     async def main():
-        role, gateway, clock = setup()
+        role, gateway, _ = setup()
         ref = await quote(role)
         gateway.script = ["timeout-before-commit"]
         status, body = await call(role, "POST", "/payment", pay(ref))
-        assert status == 504 and "same paymentReferenceID" in body["message"], body
-        assert role.core.ledger.orders[ref].state == PAYING
-        status, _ = await call(role, "POST", "/payment", pay(ref))
-        assert status == 504 and gateway.orders == []  # still unknown: never charged blind
-        clock.now += role.settle_after
-        status, body = await call(role, "POST", "/payment", pay(ref, "TEST_SU_2"))
-        assert status == 200, body  # known not taken: charged once, now
-        assert len(gateway.orders) == 1
+        assert status == 200, body  # the search found nothing, the same token sent again was charged
+        assert [o["customerOrderCode"] for o in gateway.charged()] == [ref + ".1"]
     run(main())
 
 
-def test_gateway_5xx_is_resolved_by_asking_the_gateway():
+def test_an_attempt_the_gateway_cannot_settle_is_504_and_no_new_token_is_charged_meanwhile():
     async def main():
         role, gateway, clock = setup()
         ref = await quote(role)
+        gateway.script = ["timeout-before-commit", "5xx"]
+        status, body = await call(role, "POST", "/payment", pay(ref))
+        assert status == 504 and "same paymentReferenceID and clientToken" in body["message"], body
+        assert role.core.ledger.orders[ref].state == PAYING
+        clock.now += 3600  # no clock ever settles an attempt
         gateway.script = ["5xx"]
+        status, _ = await call(role, "POST", "/payment", pay(ref, "TEST_SU_2"))
+        assert status == 504 and gateway.orders == []
+        status, body = await call(role, "POST", "/payment", pay(ref, "TEST_SU_2"))
+        # Settled now, by the first attempt's own token: charged once, and not to the second token.
+        assert status == 409 and [o["customerOrderCode"] for o in gateway.charged()] == [ref + ".1"], body
+        assert (await call(role, "POST", "/payment", pay(ref)))[0] == 200
+    run(main())
+
+
+def test_a_resend_refused_because_the_token_is_spent_is_settled_by_the_order_that_spent_it():
+    async def main():
+        role, gateway, _ = setup()
+        ref = await quote(role)
+        gateway.script = ["timeout-after-commit"]
+        gateway.search_script = ["down"]  # the first search fails: the order is there but unseen
         status, _ = await call(role, "POST", "/payment", pay(ref))
         assert status == 504
-        clock.now += role.settle_after
-        await role.expire()  # the sweep settles it: no order there, so not charged
-        assert role.core.ledger.orders[ref].state == QUOTED
-        assert role.core.ledger.orders[ref].failure == "no order at the gateway"
+        status, body = await call(role, "POST", "/payment", pay(ref))
+        assert status == 200 and len(gateway.orders) == 1, body
+    run(main())
+
+
+def test_a_gateway_5xx_with_nothing_charged_is_paid_at_once_by_the_same_attempt():
+    async def main():
+        role, gateway, _ = setup()
+        ref = await quote(role)
+        gateway.script = ["5xx"]
+        status, body = await call(role, "POST", "/payment", pay(ref))
+        assert status == 200, body  # not 60 s of 504s: the gateway settled it at once
+        assert len(gateway.charged()) == 1
+    run(main())
+
+
+def test_the_sweep_settles_a_payment_left_unresolved():
+    async def main():
+        role, gateway, _ = setup()
+        ref = await quote(role)
+        gateway.script = ["timeout-before-commit", "5xx"]
+        assert (await call(role, "POST", "/payment", pay(ref)))[0] == 504
+        await role.expire()
+        assert role.core.ledger.orders[ref].state == PAID and len(gateway.charged()) == 1
+    run(main())
+
+
+def test_a_refund_whose_answer_was_lost_is_not_asked_for_twice():
+    async def main():
+        role, gateway, clock = setup()
+        role.core.refund_on_expiry = True
+        role.core.token_ttl = 60
+        ref = await quote(role, 4)
+        assert (await call(role, "POST", "/payment", pay(ref)))[0] == 200
+        clock.now += 61
+        gateway.script = ["refund-answer-lost"]
+        await role.expire()
+        assert role.core.ledger.orders[ref].refunding == 120
+        await role.expire()
+        assert gateway.refunds == [("o0", 120)] and ref not in role.core.ledger.orders
+        assert [r[0] for r in role.journal.records][-3:] == ["R", "r", "x"]
+    run(main())
+
+
+def test_capacity_held_by_an_order_being_paid_is_not_sold_again():
+    async def main():
+        role, gateway, _ = setup()
+        totals = []
+        for client in ("c1", "c2"):
+            status, total = await call(role, "POST", "/service/2/requestTotal", wire.total_request(client, 120, 7))
+            totals.append((status, total))
+        assert totals[0][0] == 200 and totals[0][1]["unitsToSupply"] == 120
+        assert totals[1][0] == 409 and "no units left" in totals[1][1]["message"], totals[1]
+    run(main())
+
+
+def test_a_delivery_never_ended_is_ended_by_the_sweep_after_the_timeout():
+    async def main():
+        role, gateway, clock = setup()
+        role.core.ledger.delivery_timeout = 300
+        ref = await quote(role)
+        _, paid = await call(role, "POST", "/payment", pay(ref))
+        token = paid["serviceDeliveryToken"]
+        status, _ = await call(role, "POST", "/service/1/delivery/begin", wire.begin_request("c1", token, 2))
+        assert status == 200
+        clock.now += 300
+        await role.expire()
+        order = role.core.ledger.spent[token["key"]]
+        assert order[3] == 2  # both units counted as supplied: the token is used up
+        status, body = await call(role, "POST", "/service/1/delivery/end", wire.end_request("c1", token, 0))
+        assert status == 409 and "no delivery in progress" in body["message"]
+    run(main())
+
+
+def test_an_expired_delivery_token_is_410_after_the_sweep_too():
+    async def main():
+        role, gateway, clock = setup()
+        role.core.token_ttl = 60
+        ref = await quote(role)
+        _, paid = await call(role, "POST", "/payment", pay(ref))
+        token = paid["serviceDeliveryToken"]
+        clock.now += 61
+        await role.expire()
+        assert ref not in role.core.ledger.orders
+        status, body = await call(role, "POST", "/service/1/delivery/begin", wire.begin_request("c1", token, 1))
+        assert status == 410 and "expired" in body["message"], body
     run(main())
 
 

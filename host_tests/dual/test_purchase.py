@@ -63,7 +63,8 @@ def test_full_purchase_in_two_delivery_sessions():
     hte, gateway, random = producer(), MemoryGateway(), Randomness()
     purchase, journal = buy(hte, gateway, random, units=5)
     assert purchase.total["totalPrice"] == 150
-    assert gateway.orders == [(purchase.total["paymentReferenceID"], 150, "SUCCESS")]
+    # The gateway knows the charge by its attempt's code: the reference and the attempt's number.
+    assert gateway.orders == [(purchase.total["paymentReferenceID"] + ".1", 150, "SUCCESS")]
     journal += deliver(hte, purchase, 2)
     assert purchase.remaining == 3
     journal += deliver(hte, purchase, 3)
@@ -94,11 +95,15 @@ def test_declined_card_charges_nothing_and_a_new_token_may_pay():
 def test_retried_payment_answers_the_same_token_without_charging_again():
     hte, gateway, random = producer(), MemoryGateway(), Randomness()
     purchase, _ = buy(hte, gateway, random, units=2)
-    again = purchase.payment_request("TEST_SU_anything")
+    paid_with = hte.ledger.orders[purchase.total["paymentReferenceID"]].token
+    again = purchase.payment_request(paid_with)
     step, response, record, _ = hte.payment(wire.parse_payment_request(trip(again)), NOW + 10)
     assert step == ANSWER and record is None
     assert response["serviceDeliveryToken"] == purchase.token
     assert len(gateway.orders) == 1
+    # Knowing the reference and the client ID is not enough: the token goes to the one who paid.
+    other = purchase.payment_request("TEST_SU_anything")
+    assert "client token that paid" in refused(409, hte.payment, wire.parse_payment_request(trip(other)), NOW + 10)
 
 
 def test_consumer_refuses_a_total_that_does_not_add_up():

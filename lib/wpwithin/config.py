@@ -30,7 +30,7 @@ DEFAULTS = {
                 "maxConnections": 4, "readTimeout": 5, "debugHeap": 0},
     "gateway": {"url": "https://api.worldpay.com/v1", "ca": None, "timeout": 10},
     "producer": {"enabled": False, "tokenLifetime": 7 * 86400, "refundOnExpiry": False,
-                 "journal": "ledger.journal", "maxOrders": 32, "services": []},
+                 "journal": "ledger.journal", "maxOrders": 32, "deliveryTimeout": 600, "services": []},
     "consumer": {"enabled": False, "clientId": None},
 }
 
@@ -167,6 +167,7 @@ def check(obj):
         _check(producer["tokenLifetime"], int, "config.producer.tokenLifetime", 60, 366 * 86400)
         _check(producer["refundOnExpiry"], bool, "config.producer.refundOnExpiry")
         _check(producer["maxOrders"], int, "config.producer.maxOrders", 1, 4096)
+        _check(producer["deliveryTimeout"], int, "config.producer.deliveryTimeout", 10, 7 * 86400)
         _check(producer["journal"], str, "config.producer.journal")
         # The catalogue is what the Thing keeps; the JSON it is built from is let go.
         cfg.catalogue = catalogue_from(producer.pop("services"), "config.producer.services")

@@ -6,21 +6,38 @@ Every order is keyed by its paymentReferenceID (ref) and moves through
 
     QUOTED --start_payment--> PAYING --charged--> PAID --begin/end...--> (dropped)
        ^                        |
-       +------failed------------+        (a definite failure: nothing was charged)
+       +------failed------------+        (the gateway said: nothing was charged)
 
 Each change is a small record, a JSON-ready list whose first item says what
 happened:
 
     ["q", ref, client, service, price, units, total, currency, at]  quoted
-    ["p", ref, at]                            payment attempt started
-    ["c", ref, order_code, key, issued, expiry, refund_on_expiry]  charged
-    ["f", ref, reason]                        failed, nothing charged
-    ["b", key, units]                         delivery began: units in flight
+    ["p", ref, at, n, client_token]           payment attempt n started
+    ["c", ref, order_code, key, issued, expiry, refund_on_expiry]  attempt n charged
+    ["f", ref, reason]                        attempt n failed: nothing charged
+    ["b", key, units, at]                     delivery began: units in flight
     ["e", key, units]                         delivery ended: units supplied
+    ["R", ref, amount]                        refund of unused units asked for
     ["r", ref, amount]                        unused units refunded
     ["x", ref]                                order dropped (expired, or a stale quote)
     ["s", service, units]                     units sold so far (compaction only)
-    ["d", key, ref, client, service, units, expiry]  a used-up token (compaction only)
+    ["d", key, ref, client, service, units, expiry]  a used-up or expired token (compaction only)
+
+Payment attempts. Each attempt has its own identity at the gateway, its
+customerOrderCode "<ref>.<n>" (attempt_code()), and carries the one-use
+client token it charges. Its outcome is only ever learnt from the gateway:
+its answer, its order search by that code, or its answer to a resend of
+the very same attempt (safe: a one-use token is charged at most once).
+While an attempt is PAYING no new attempt starts on the reference, so a
+reference is charged at most once whatever the gateway's timing; a clock
+never decides. A PAID order hands its token only to the client token that
+paid it. Journals from before attempts ("p" of 3 items) read as attempt 0,
+whose code is the bare reference.
+
+Capacity. An order holds its units from quote to payment (held()): a
+QUOTED order until its quote expires or an attempt is declined, a PAYING
+order until the gateway settles it. So what is sold never exceeds what a
+service can supply.
 
 An "e" record that leaves no units drops its order and keeps the token as
 `spent`: a tuple, about a third of an order's heap, so a board serving many
@@ -35,12 +52,19 @@ it, so replaying a journal rebuilds the same ledger. The shell must store
 "p" before it asks the gateway to charge, so an order found PAYING after a
 reset is resolved with the gateway (unresolved()) and never charged twice.
 
+Deliveries. A delivery begun and not ended within delivery_timeout
+seconds is ended by the sweep (stalled()), every unit in flight counted as
+supplied: the hardware was told to supply them and a consumer that went
+away cannot end it. Expired tokens are kept like used-up ones, so they
+are answered 410, not "unknown".
+
 Invariants: delivered + in_flight <= units for every paid order; only a
 QUOTED order can be charged; a PAID order answers a retried payment with
 its earlier result. Never does I/O; times are Unix seconds passed in.
 """
 from wpwithin.compat import const
-from wpwithin.errors import BAD_REQUEST, CONFLICT, GONE, NOT_FOUND, UNAVAILABLE, ProtocolError
+from wpwithin.errors import (
+    BAD_REQUEST, CONFLICT, GONE, NOT_FOUND, PAYMENT_DECLINED, UNAVAILABLE, ProtocolError)
 
 QUOTED = const(0)
 PAYING = const(1)
@@ -58,6 +82,8 @@ class Order:
     # (most orders in a busy ledger) takes 8 attributes of heap, not 19.
     state = QUOTED
     paying_since = 0
+    attempt = 0  # the payment attempt in flight or last made
+    token = ""  # its one-use client token
     failure = ""
     order_code = ""
     key = ""
@@ -66,6 +92,8 @@ class Order:
     refund_on_expiry = False
     delivered = 0
     in_flight = 0
+    in_flight_since = 0
+    refunding = 0  # a refund asked for and not yet known to be done
     refunded = 0
 
     def __init__(self, ref, client_id, service_id, price_id, units, total, currency, quoted_at):
@@ -85,16 +113,22 @@ class Order:
         """Every field, for comparing two ledgers."""
         return (
             self.ref, self.client_id, self.service_id, self.price_id, self.units, self.total,
-            self.currency, self.quoted_at, self.state, self.paying_since, self.failure,
-            self.order_code, self.key, self.issued, self.expiry, self.refund_on_expiry,
-            self.delivered, self.in_flight, self.refunded,
+            self.currency, self.quoted_at, self.state, self.paying_since, self.attempt, self.token,
+            self.failure, self.order_code, self.key, self.issued, self.expiry, self.refund_on_expiry,
+            self.delivered, self.in_flight, self.in_flight_since, self.refunding, self.refunded,
         )
 
 
+def attempt_code(order):
+    """The customerOrderCode of an order's current attempt: what the gateway knows it by."""
+    return "%s.%d" % (order.ref, order.attempt) if order.attempt else order.ref
+
+
 class Ledger:
-    def __init__(self, max_orders=64, quote_ttl=600):
+    def __init__(self, max_orders=64, quote_ttl=600, delivery_timeout=600):
         self.max_orders = max_orders
         self.quote_ttl = quote_ttl
+        self.delivery_timeout = delivery_timeout
         self.orders = {}  # ref -> Order
         self.by_key = {}  # token key -> Order
         self.sold = {}  # service id -> units sold and not refunded
@@ -121,9 +155,10 @@ class Ledger:
                 raise ValueError("record for unknown token")
             if kind == "b":
                 order.in_flight = record[2]
+                order.in_flight_since = record[3] if len(record) > 3 else 0
             else:
                 order.delivered += record[2]
-                order.in_flight = 0
+                order.in_flight = order.in_flight_since = 0
                 if not order.remaining():
                     del self.orders[order.ref]
                     del self.by_key[order.key]
@@ -138,6 +173,9 @@ class Ledger:
         if kind == "p":
             order.state = PAYING
             order.paying_since = record[2]
+            order.failure = ""
+            if len(record) > 3:
+                order.attempt, order.token = record[3], record[4]
         elif kind == "c":
             _, _, order.order_code, order.key, order.issued, order.expiry, order.refund_on_expiry = record
             order.state = PAID
@@ -146,14 +184,19 @@ class Ledger:
         elif kind == "f":
             order.state = QUOTED
             order.failure = record[2]
+        elif kind == "R":
+            order.refunding = record[2]
         elif kind == "r":
+            order.refunding = 0
             order.refunded += record[2]
             unused = order.units - order.delivered - order.in_flight
             self.sold[order.service_id] = self.sold.get(order.service_id, 0) - unused
         elif kind == "x":
             del self.orders[order.ref]
-            if order.key:
+            if order.key:  # an expired token: kept to be answered 410, not "unknown"
                 del self.by_key[order.key]
+                self._spend(order.key, (order.ref, order.client_id, order.service_id, order.units,
+                                        order.expiry))
         else:
             raise ValueError("unknown record kind %r" % kind)
 
@@ -188,20 +231,21 @@ class Ledger:
             o = self.orders[ref]
             out.append(["q", o.ref, o.client_id, o.service_id, o.price_id, o.units, o.total,
                         o.currency, o.quoted_at])
+            if o.attempt or o.state != QUOTED:
+                out.append(["p", o.ref, o.paying_since, o.attempt, o.token])
             if o.failure:
-                out.append(["p", o.ref, o.paying_since])
                 out.append(["f", o.ref, o.failure])
-            if o.state != QUOTED:
-                out.append(["p", o.ref, o.paying_since])
             if o.state == PAID:
                 out.append(["c", o.ref, o.order_code, o.key, o.issued, o.expiry, o.refund_on_expiry])
                 if o.refunded:
                     out.append(["r", o.ref, o.refunded])
+                if o.refunding:
+                    out.append(["R", o.ref, o.refunding])
                 if o.delivered:
-                    out.append(["b", o.key, o.delivered])
+                    out.append(["b", o.key, o.delivered, 0])
                     out.append(["e", o.key, o.delivered])
                 if o.in_flight:
-                    out.append(["b", o.key, o.in_flight])
+                    out.append(["b", o.key, o.in_flight, o.in_flight_since])
         out.extend(["d", key] + list(self.spent[key]) for key in sorted(self.spent))
         # Last, so it overrides what the "c" and "r" records above added up.
         out.extend(["s", service, self.sold[service]] for service in sorted(self.sold))
@@ -232,6 +276,16 @@ class Ledger:
                 oldest = o
         return [self._do(["x", oldest.ref])]
 
+    def held(self, service_id, now, but=None):
+        """Units of a service held by orders not yet paid (all but the order `but`)."""
+        n = 0
+        for o in self.orders.values():
+            if o.service_id == service_id and o is not but and (
+                    o.state == PAYING
+                    or (o.state == QUOTED and not o.failure and now < o.quoted_at + self.quote_ttl)):
+                n += o.units
+        return n
+
     # --- pay ------------------------------------------------------------------
 
     def order(self, ref, client_id):
@@ -242,22 +296,29 @@ class Ledger:
             raise ProtocolError(BAD_REQUEST, "Client ID does not match Order Client ID")
         return order
 
-    def payment_step(self, ref, client_id, now):
-        """CHARGE or ANSWER for a payment request; refusals raise ProtocolError."""
+    def payment_step(self, ref, client_id, now, token=""):
+        """CHARGE or ANSWER for a payment with `token`; refusals raise ProtocolError."""
         order = self.order(ref, client_id)
         if order.state == PAID:
+            if order.token and token != order.token:
+                raise ProtocolError(CONFLICT, "this order is paid; its delivery token goes only to the "
+                                    "client token that paid it")
             return ANSWER
-        if order.state == PAYING:
+        if order.state == PAYING:  # the shell settles an attempt in flight with the gateway first
             raise ProtocolError(CONFLICT, "payment for this reference is in progress; retry shortly")
+        if order.failure and order.token and token == order.token:
+            raise ProtocolError(PAYMENT_DECLINED, "payment declined: %s; pay with a new client token"
+                                % order.failure)
         if now >= order.quoted_at + self.quote_ttl:
             raise ProtocolError(GONE, "the total price quote has expired; request a new total")
         return CHARGE
 
-    def start_payment(self, ref, now):
+    def start_payment(self, ref, now, token=""):
+        """The "p" record of a new attempt (store it before asking the gateway to charge)."""
         order = self.orders[ref]
         if order.state != QUOTED:
             raise ValueError("only a quoted order can be charged")
-        return self._do(["p", ref, now])
+        return self._do(["p", ref, now, order.attempt + 1, token])
 
     def charged(self, ref, order_code, key, issued, expiry, refund_on_expiry):
         order = self.orders[ref]
@@ -271,7 +332,7 @@ class Ledger:
         return self._do(["f", ref, reason])
 
     def unresolved(self):
-        """Orders whose charge outcome is unknown (PAYING): ask the gateway."""
+        """Orders whose attempt's outcome is unknown (PAYING): ask the gateway."""
         return [o for o in self.orders.values() if o.state == PAYING]
 
     # --- release ----------------------------------------------------------------
@@ -307,7 +368,7 @@ class Ledger:
             raise ProtocolError(
                 CONFLICT, "Requested units (%d) not available for selected order. Units available = %d"
                 % (units, left))
-        return self._do(["b", order.key, units])
+        return self._do(["b", order.key, units, now])
 
     def end_delivery(self, order, units_supplied):
         """Close the delivery in progress; returns (record, units counted as supplied)."""
@@ -318,8 +379,13 @@ class Ledger:
 
     # --- expiry -----------------------------------------------------------------
 
+    def stalled(self, now):
+        """Paid orders whose delivery began more than delivery_timeout ago and was never ended."""
+        return [o for o in self.orders.values()
+                if o.in_flight and now >= o.in_flight_since + self.delivery_timeout]
+
     def due(self, now):
-        """Orders past their time: (order, refund owed in minor units), oldest first."""
+        """Orders past their time: (order, refund owed in minor units)."""
         out = []
         for o in self.orders.values():
             if o.state == QUOTED and now >= o.quoted_at + self.quote_ttl:
@@ -327,9 +393,13 @@ class Ledger:
             elif o.state == PAID and now >= o.expiry and not o.in_flight:
                 owed = 0
                 if o.refund_on_expiry and not o.refunded:
-                    owed = o.remaining() * o.total // o.units
+                    owed = o.refunding or o.remaining() * o.total // o.units
                 out.append((o, owed))
         return out
+
+    def refund_asked(self, ref, amount):
+        """The "R" record to store before asking the gateway for a refund."""
+        return self._do(["R", ref, amount])
 
     def refunded(self, ref, amount):
         return self._do(["r", ref, amount])

@@ -6,6 +6,8 @@ dict plus the ledger records the shell must journal. Payment is split in
 two around the gateway call: payment() says CHARGE (with the order request
 for the gateway and the "p" record to store first) or ANSWER (already
 paid: the earlier result, nothing charged); then charged() or declined().
+A quote holds its units against a service's capacity until it is paid,
+declined or expired, so capacity is never sold twice.
 Never does I/O, never sees card numbers, never returns the service key.
 """
 from binascii import hexlify
@@ -13,7 +15,7 @@ from binascii import hexlify
 from wpwithin import delivery_token, gateway_wire, wire
 from wpwithin.errors import (
     BAD_GATEWAY, CONFLICT, METHOD_NOT_ALLOWED, NOT_FOUND, PAYMENT_DECLINED, ProtocolError)
-from wpwithin.ledger import ANSWER, CHARGE
+from wpwithin.ledger import ANSWER, CHARGE, attempt_code
 
 DISCOVER = "discover"
 PRICES = "prices"
@@ -93,9 +95,10 @@ class Producer:
         service_id = wire.parse_path_id(service_text, "service")
         self.catalogue.service(service_id)
         req = wire.parse_total_request(body)
+        ledger = self.ledger
         price, units, total = self.catalogue.quote(
             service_id, req["selectedPriceID"], req["selectedNumberOfUnits"],
-            self.ledger.sold.get(service_id, 0))
+            ledger.sold.get(service_id, 0) + ledger.held(service_id, now))
         ref = reference_id(random16)
         records = self.ledger.quote(ref, req["clientID"], service_id, price.price_id, units, total,
                                     price.currency, now)
@@ -109,22 +112,26 @@ class Producer:
         """(CHARGE, order request, "p" record, ref) or (ANSWER, response, None, ref).
 
         req: the request as wire.parse_payment_request() returns it (the shell parses it first, to
-        queue payments of one order behind each other).
+        queue payments of one order behind each other and settle an attempt in flight first).
         """
-        ref = req["paymentReferenceID"]
-        step = self.ledger.payment_step(ref, req["clientID"], now)
+        ref, token = req["paymentReferenceID"], req["clientToken"]
+        step = self.ledger.payment_step(ref, req["clientID"], now, token)
         order = self.ledger.orders[ref]
         if step == ANSWER:
             return ANSWER, self.payment_response(order), None, ref
         service = self.catalogue.service(order.service_id)
         if service.capacity is not None:
-            if self.ledger.sold.get(order.service_id, 0) + order.units > service.capacity:
+            held = self.ledger.sold.get(order.service_id, 0) + self.ledger.held(order.service_id, now, order)
+            if held + order.units > service.capacity:
                 raise ProtocolError(CONFLICT, "the units quoted are no longer available; request a new total")
-        record = self.ledger.start_payment(ref, now)
-        description = "%s - %d units" % (service.name, order.units)
-        request = gateway_wire.order_request(req["clientToken"], order.total, order.currency,
-                                             description, ref)
-        return CHARGE, request, record, ref
+        record = self.ledger.start_payment(ref, now, token)
+        return CHARGE, self.order_request(order), record, ref
+
+    def order_request(self, order):
+        """The gateway's POST /orders body for the order's current attempt (sent again to settle it)."""
+        service = self.catalogue.service(order.service_id)
+        return gateway_wire.order_request(order.token, order.total, order.currency,
+                                          "%s - %d units" % (service.name, order.units), attempt_code(order))
 
     def charged(self, ref, gateway_order, now, random16):
         """(response, "c" record) once the gateway says the order is paid."""

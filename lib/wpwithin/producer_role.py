@@ -17,7 +17,7 @@ from wpwithin.errors import (
     BAD_GATEWAY, GATEWAY_TIMEOUT, INTERNAL, PAYMENT_DECLINED, UNAVAILABLE, PeerError, ProtocolError)
 from wpwithin.gateway_wire import FAILED, SUCCESS, GatewayError
 from wpwithin.net_errors import NetError
-from wpwithin.ledger import ANSWER, PAID, PAYING
+from wpwithin.ledger import ANSWER, PAID, PAYING, attempt_code
 
 
 class Hooks:
@@ -45,7 +45,7 @@ class ListJournal:
 
 class ProducerRole:
     def __init__(self, core, gateway, clock, random, journal=None, hooks=None, log=None,
-                 url_prefix="", hook_timeout=30, time_known=None, settle_after=60):
+                 url_prefix="", hook_timeout=30, time_known=None):
         self.core = core
         self.gateway = gateway
         self.clock = clock  # () -> Unix seconds (int)
@@ -56,7 +56,6 @@ class ProducerRole:
         self.url_prefix = url_prefix
         self.hook_timeout = hook_timeout
         self.time_known = time_known or (lambda: True)
-        self.settle_after = settle_after  # s a charge may take to show at the gateway
         self._paying = {}  # ref -> Event set when the attempt in flight ends
         # One gateway request at a time. Each opens a TLS session: 16-20 KB of
         # an ESP32's RAM (the ESP-IDF heap the WiFi stack also lives on), and
@@ -107,25 +106,34 @@ class ProducerRole:
         return response
 
     # --- payment -------------------------------------------------------------------
+    #
+    # An attempt's outcome comes from the gateway, never from a clock. A request for a reference
+    # holds the reference's turn from start to answer, so requests for one order queue and share
+    # its outcome. An attempt left PAYING (a timeout, a 5xx, a lost answer, a reset) is settled
+    # before anything else happens on its order: search by its customerOrderCode; if the gateway
+    # knows no order by it, send the same attempt again (its one-use token cannot be charged
+    # twice); a 4xx refusal of the resend is final once a second search still shows no order.
+    # Until then every request for the order answers 504 and no new attempt starts.
 
     async def _payment(self, request):
         request = wire.parse_payment_request(request)
         ref = request["paymentReferenceID"]
+        order = self.core.ledger.order(ref, request["clientID"])
         await self._wait_turn(ref)
-        order = self.core.ledger.orders.get(ref)
-        if order is not None and order.state == PAYING:
-            await self.resolve(order)  # left PAYING by a lost answer or a reset
-        step, answer, record, ref = self.core.payment(request, self._now())
-        if step == ANSWER:
-            return answer
         done = self._take_turn(ref)
         try:
+            order = self.core.ledger.order(ref, request["clientID"])  # may have gone while we waited
+            if order.state == PAYING:
+                await self._settle(order)
+            step, answer, record, _ = self.core.payment(request, self._now())
+            if step == ANSWER:
+                return answer
             self._write([record])
-            return await self._charge(ref, answer)
+            return await self._charge(order)
         finally:
             self._end_turn(ref, done)
 
-    # One attempt at a time per order: later requests wait for it and share its outcome.
+    # One request at a time per order: later ones wait for it.
 
     async def _wait_turn(self, ref):
         while ref in self._paying:
@@ -140,77 +148,99 @@ class ProducerRole:
         del self._paying[ref]
         done.set()
 
-    async def _charge(self, ref, order_request):
+    async def _gateway(self, call, *args):
+        async with self._gateway_turn:
+            return await call(*args)
+
+    async def _charge(self, order):
+        """The payment response once the gateway charged the new attempt; 402, 500 or 504 otherwise."""
         try:
-            async with self._gateway_turn:
-                result = await self.gateway.place_order(order_request)
+            result = await self._gateway(self.gateway.place_order, self.core.order_request(order))
         except GatewayError as exc:
             if exc.http_status >= 500:
-                return await self._unknown(ref, "gateway error %d" % exc.http_status)
-            # The gateway refused the request itself: nothing was charged.
-            self._write([self.core.ledger.failed(ref, exc.custom_code)])
+                return await self._unknown(order, "gateway error %d" % exc.http_status)
+            # The gateway refused this attempt's request itself: nothing was charged by it.
+            self._write([self.core.ledger.failed(order.ref, exc.custom_code)])
             if exc.custom_code == "UNAUTHORIZED":
                 self._remember("the gateway refused this producer's merchant keys: %s" % exc.message)
                 raise ProtocolError(INTERNAL, "the producer cannot take payments now (merchant account refused)")
             raise ProtocolError(PAYMENT_DECLINED, "gateway refused the payment: %s %s"
                                 % (exc.custom_code, exc.message))
         except (NetError, PeerError) as exc:
-            return await self._unknown(ref, str(exc))
-        return self._settle(ref, result)
-
-    def _settle(self, ref, result):
-        if result["paymentStatus"] == SUCCESS:
-            response, record = self.core.charged(ref, result, self._now(), self.random(16))
-            self._write([record])
-            order = self.core.ledger.orders[ref]
-            self._fire(self.hooks.payment_received(order.service_id, order.units, order.total))
-            return response
-        record, error = self.core.declined(ref, result["paymentStatusReason"] or result["paymentStatus"])
-        self._write([record])
-        raise error
-
-    async def _unknown(self, ref, why):
-        # The charge may or may not have happened: ask the gateway rather than guess.
-        self.log("payment %s: outcome unknown (%s); asking the gateway" % (ref, why))
-        order = self.core.ledger.orders[ref]
-        if await self._ask_gateway(order):
+            return await self._unknown(order, str(exc))
+        if self._outcome(order, result):
             return self.core.payment_response(order)
-        raise ProtocolError(BAD_GATEWAY, "payment not taken (%s); retry with a new card token" % order.failure)
+        raise ProtocolError(PAYMENT_DECLINED, "payment declined: %s" % order.failure)
+
+    async def _unknown(self, order, why):
+        self.log("payment %s: outcome unknown (%s); asking the gateway" % (order.ref, why))
+        await self._settle(order)
+        if order.state == PAID:
+            return self.core.payment_response(order)
+        raise ProtocolError(PAYMENT_DECLINED, "payment not taken (%s); pay with a new client token" % order.failure)
+
+    def _outcome(self, order, result):
+        """Journal a gateway order's verdict on the attempt: True if charged."""
+        if result["paymentStatus"] == SUCCESS:
+            response, record = self.core.charged(order.ref, result, self._now(), self.random(16))
+            self._write([record])
+            self._fire(self.hooks.payment_received(order.service_id, order.units, order.total))
+            return True
+        self._write([self.core.ledger.failed(order.ref, result["paymentStatusReason"] or result["paymentStatus"])])
+        return False
+
+    async def _settle(self, order):
+        """Settle the order's attempt in flight with the gateway, or raise 504 (it stays PAYING)."""
+        code = attempt_code(order)
+        try:
+            if await self._found(order, code):
+                return
+            if not order.token:  # an attempt journalled before attempts had tokens: the search is all
+                self._write([self.core.ledger.failed(order.ref, "no order at the gateway")])
+                return
+            try:
+                result = await self._gateway(self.gateway.place_order, self.core.order_request(order))
+            except GatewayError as exc:
+                if exc.http_status >= 500:
+                    raise
+                # The token cannot be charged now: spent by this attempt (then its order shows) or never.
+                if not await self._found(order, code):
+                    self._write([self.core.ledger.failed(order.ref, exc.custom_code)])
+                return
+            self._outcome(order, result)
+        except (NetError, GatewayError, PeerError) as exc:
+            self.log("payment %s: outcome still unknown (%s)" % (order.ref, exc))
+            raise ProtocolError(GATEWAY_TIMEOUT, "payment outcome unknown (the gateway is not answering); retry "
+                                "with the same paymentReferenceID and clientToken: it will not be charged twice")
+
+    async def _found(self, order, code):
+        """True once the gateway's orders for this attempt's code settled it (charged or failed)."""
+        found = await self._gateway(self.gateway.find_orders, code)
+        for result in found:
+            if result["paymentStatus"] == SUCCESS:
+                if result["amount"] != order.total:
+                    raise PeerError("gateway order %s is for %d, not %d" % (code, result["amount"], order.total))
+                return self._outcome(order, result) or True
+        for result in found:
+            if result["paymentStatus"] == FAILED:
+                return self._outcome(order, result) or True
+        return False
 
     async def resolve(self, order):
         """Settle an order left PAYING (a lost answer, a reset): True if it turned out paid.
 
-        Never charges. Raises ProtocolError(504) while the outcome cannot be
-        known yet; the order stays PAYING and a later retry asks again.
+        Raises ProtocolError(504) while the gateway cannot tell; the order
+        stays PAYING and a later retry or sweep asks again.
         """
         await self._wait_turn(order.ref)
         if order.state != PAYING:
             return order.state == PAID
         done = self._take_turn(order.ref)
         try:
-            return await self._ask_gateway(order)
+            await self._settle(order)
+            return order.state == PAID
         finally:
             self._end_turn(order.ref, done)
-
-    async def _ask_gateway(self, order):
-        try:
-            async with self._gateway_turn:
-                found = await self.gateway.find_orders(order.ref)
-        except (NetError, GatewayError, PeerError) as exc:
-            self.log("payment %s: gateway cannot be asked (%s)" % (order.ref, exc))
-            raise ProtocolError(GATEWAY_TIMEOUT, "payment outcome unknown: the gateway is not answering; "
-                                "retry later with the same paymentReferenceID")
-        for result in found:
-            if result["paymentStatus"] == SUCCESS and result["amount"] == order.total:
-                self._settle(order.ref, result)
-                return True
-        if not found and self._now() < order.paying_since + self.settle_after:
-            # A slow gateway may still commit the order it has not shown yet: do not call it failed.
-            raise ProtocolError(GATEWAY_TIMEOUT, "payment outcome not known yet; retry later with the "
-                                "same paymentReferenceID (it will not be charged twice)")
-        reason = found[0]["paymentStatusReason"] if found else "no order at the gateway"
-        self._write([self.core.ledger.failed(order.ref, reason or FAILED)])
-        return False
 
     # --- hooks -------------------------------------------------------------------
 
@@ -229,21 +259,41 @@ class ProducerRole:
         del self.last_errors[:-5]
 
     async def expire(self):
-        """Settle stuck payments; drop stale quotes and expired tokens, refunding unused units as promised."""
-        for order in self.core.ledger.unresolved():
+        """The sweep: settle stuck payments, end stalled deliveries, drop stale quotes and expired
+        tokens, refunding unused units as promised (exactly once: asked for, then checked)."""
+        ledger = self.core.ledger
+        for order in ledger.unresolved():
             if order.ref not in self._paying:
                 try:
                     await self.resolve(order)
                 except ProtocolError:
                     pass  # still unknown: the next sweep asks again
-        for order, owed in self.core.ledger.due(self._now()):
+        now = self._now()
+        for order in ledger.stalled(now):
+            units = order.in_flight
+            record, units = ledger.end_delivery(order, units)
+            self._write([record])
+            self.log("delivery on %s not ended in %d s: %d units counted as supplied"
+                     % (order.ref, ledger.delivery_timeout, units))
+            self._fire(self.hooks.delivery_end(order.service_id, units))
+        for order, owed in ledger.due(now):
             if owed:
                 try:
-                    async with self._gateway_turn:
-                        await self.gateway.refund(order.order_code, owed)
+                    await self._refund(order, owed)
                 except (NetError, GatewayError, PeerError) as exc:
                     self._remember("refund of %s failed (%s); will retry" % (order.ref, exc))
                     continue
-                self._write([self.core.ledger.refunded(order.ref, owed)])
-            self._write([self.core.ledger.drop(order.ref)])
+            self._write([ledger.drop(order.ref)])
 
+    async def _refund(self, order, owed):
+        ledger = self.core.ledger
+        if order.refunding:
+            # Asked for before and the answer lost: the gateway's order says whether it went through.
+            status = (await self._gateway(self.gateway.order, order.order_code))["paymentStatus"]
+            if status != SUCCESS:
+                self._write([ledger.refunded(order.ref, owed)])
+                return
+        else:
+            self._write([ledger.refund_asked(order.ref, owed)])
+        await self._gateway(self.gateway.refund, order.order_code, owed)
+        self._write([ledger.refunded(order.ref, owed)])

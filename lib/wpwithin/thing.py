@@ -69,7 +69,7 @@ class Thing:
 
     async def _start_producer(self):
         cfg, net = self.config.producer, self.config.network
-        ledger = Ledger(max_orders=cfg["maxOrders"])
+        ledger = Ledger(max_orders=cfg["maxOrders"], delivery_timeout=cfg["deliveryTimeout"])
         self.journal = FileJournal(cfg["journal"])
         self.journal.load(ledger.apply)
         if self.journal.dropped:
