@@ -12,8 +12,12 @@ Checks: the producer's serverID never changes; the service and price exist;
 the units offered are at least one and no more than asked; the total is
 exactly units x price per unit of the price the producer names; the total
 paid is the total quoted; delivery answers echo our token and never report
-more units than were asked for or are left. A failed check raises PeerError
-naming the field. Never does I/O and never sees the card number.
+more units supplied than were asked for. Our own count of units left is the
+truth: an unitsRemaining larger than it (a producer built on the original
+Go SDK reports "bought minus this session") is not taken, and check_end
+sets `warning` the first time; a smaller one is taken. A failed check
+raises PeerError naming the field. Never does I/O and never sees the card
+number.
 """
 from wpwithin import wire
 from wpwithin.errors import NotOffered, PeerError, ProtocolError
@@ -157,8 +161,10 @@ class Purchase:
         self.prices = {}
         self.total = None  # the checked total price response
         self.token = None  # the delivery token, once paid
-        self.remaining = 0  # units left on the token
+        self.remaining = 0  # units left on the token: our own count, or less when the producer says less
         self.in_flight = 0
+        self.warned = False  # told once that the producer reports more units left than we count
+        self.warning = None  # what the last check_end has to say about that, or None
 
     def _server(self, message, what):
         if self.server_id is None:
@@ -268,10 +274,15 @@ class Purchase:
         if just > self.in_flight:
             raise PeerError("producer's delivery end response: unitsJustSupplied %d is more than the %d in flight"
                             % (just, self.in_flight))
-        if msg["unitsRemaining"] != self.remaining - just:
-            raise PeerError("producer's delivery end response: unitsRemaining %d is not %d - %d"
-                            % (msg["unitsRemaining"], self.remaining, just))
-        self.remaining -= just
+        own = self.remaining - just
+        reported = msg["unitsRemaining"]
+        self.warning = None
+        if reported > own and not self.warned:
+            self.warned = True
+            self.warning = ("producer %s reports %d units left on token %s, we count %d: keeping %d "
+                            "(a producer built on the original SDK counts only this session)"
+                            % (self.server_id, reported, self.token["key"][:8], own, own))
+        self.remaining = reported if reported < own else own
         self.in_flight = 0
         return msg
 
