@@ -20,7 +20,7 @@ if options.port_manifest:
     include("$(PORT_DIR)/boards/manifest.py")
 
 # Keep in step with tools/imagebuild/sources.py (host_tests/test_build.py checks).
-CONSUMER_ONLY = ("card.py", "consumer.py", "consumer_role.py", "scanner.py")
+CONSUMER_ONLY = ("card.py", "consumer.py", "consumer_role.py", "scanner.py", "wallet.py")
 
 if options.producer_only:
     import os

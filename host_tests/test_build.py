@@ -362,7 +362,8 @@ def test_a_romfs_board_boots_with_the_lib_from_rom(full):
 
 def test_producer_only_leaves_the_consumer_modules_out_of_every_image(checkout, producer):
     out, report, proc = producer
-    consumer_only = ["wpwithin/card.py", "wpwithin/consumer.py", "wpwithin/consumer_role.py", "wpwithin/scanner.py"]
+    consumer_only = ["wpwithin/card.py", "wpwithin/consumer.py", "wpwithin/consumer_role.py", "wpwithin/scanner.py",
+                     "wpwithin/wallet.py"]
     assert report["producer_only"] and report["excluded"] == consumer_only
     assert [r["module"] for r in report["modules"]] == [m for m in built_modules(checkout) if m not in consumer_only]
     built = set(os.listdir(os.path.join(out, "mpy", "lib", "wpwithin")))
@@ -391,7 +392,8 @@ def test_the_table_names_every_module_and_image(producer):
         assert row["module"] in proc.stdout
     for image in ("mpy/", "romfs.img", "littlefs.img"):
         assert image in proc.stdout
-    assert "left out (--producer-only): wpwithin/card.py, wpwithin/consumer.py, wpwithin/consumer_role.py, wpwithin/scanner.py" in proc.stdout
+    assert ("left out (--producer-only): wpwithin/card.py, wpwithin/consumer.py, wpwithin/consumer_role.py, "
+            "wpwithin/scanner.py, wpwithin/wallet.py") in proc.stdout
 
 
 # --- reproducible, and only what was asked for --------------------------------------------------

@@ -8,7 +8,7 @@ Outputs in --out (default firmware/build/):
                        /lib/wpwithin/*.mpy, optional /config.json, /secrets.json)
   size-report.json     per module .py/.mpy bytes, per image bytes
 The .mpy tree is always built: it is the input of both images. --producer-only
-leaves out the consumer-only modules (wpwithin/card.py, consumer.py, consumer_role.py, scanner.py).
+leaves out the consumer-only modules (wpwithin/card.py, consumer.py, consumer_role.py, scanner.py, wallet.py).
 Progress goes to stderr, the size report (table, or JSON with --json) to stdout.
 
 This module must never touch a board, and never delete anything in --out but

@@ -11,7 +11,7 @@ from imagebuild import BuildError
 
 PACKAGE = "wpwithin"
 # Modules only the consumer (shopper) role uses; --producer-only leaves them out.
-CONSUMER_ONLY = ("card.py", "consumer.py", "consumer_role.py", "scanner.py")
+CONSUMER_ONLY = ("card.py", "consumer.py", "consumer_role.py", "scanner.py", "wallet.py")
 # MicroPython runs these from the filesystem root at reset, and only as source.
 ENTRY_POINTS = ("boot.py", "main.py")
 
