@@ -53,8 +53,11 @@ def wpw(market, *args, card="good", check=None):
 
 def test_help_lists_the_commands():
     proc = subprocess.run([WPW, "--help"], capture_output=True, text=True)
-    for command in ("scan", "services", "buy", "redeem", "tokens", "producer", "consumer"):
+    for command in ("scan", "services", "buy", "redeem", "tokens", "pending", "resume", "producer", "consumer"):
         assert command in proc.stdout
+    assert "130 interrupted" in proc.stdout and "6 a payment's outcome is not known" in proc.stdout
+    proc = subprocess.run([WPW, "buy", "--help"], capture_output=True, text=True)
+    assert "--payment-timeout" in proc.stdout and "3 x its gateway timeout" in " ".join(proc.stdout.split())
 
 
 def test_scan_finds_the_producer_by_probe(market):
@@ -90,8 +93,10 @@ def test_buy_then_redeem_in_parts_then_tokens(market):
     assert held[0]["remaining"] == 2 and held[0]["units"] == 6
     proc = wpw(market, "redeem", token, "--units", "3", check=1)
     assert "2 units left" in proc.stderr
-    wallet = market["work"] / "home" / "tokens.json"
-    assert oct(wallet.stat().st_mode & 0o777) == "0o600"
+    home = market["work"] / "home"
+    assert oct(home.stat().st_mode & 0o777) == "0o700"
+    for name in os.listdir(home):  # the journal, its lock: the tokens are bearer credentials
+        assert oct((home / name).stat().st_mode & 0o777) == "0o600", name
 
 
 def test_declined_card_exits_4_and_says_nothing_was_charged(market):

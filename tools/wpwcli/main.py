@@ -2,11 +2,19 @@
 
 Scans for producers, lists their services and prices, buys units (paying
 through the gateway with a configured card), redeems them in one go or in
-parts, lists the tokens held, and starts Things from a configuration. Human
-output by default, --json for scripts, progress on stderr, and exit codes a
-script can rely on (see EXIT). Expected failures print one line saying what
-went wrong and what to do, never a traceback. Never prints a card number,
-a CVC or a key.
+parts, lists the tokens held and the purchases not yet settled, resumes
+them, and starts Things from a configuration. Human output by default,
+--json for scripts, progress on stderr, and exit codes a script can rely
+on (see EXIT). Expected failures print one line saying what went wrong and
+what to do, never a traceback. Never prints a card number, a CVC or a key.
+
+The wallet is a journal (tools/wpwcli/wallet.py over wpwithin.wallet):
+the pending payment, with its one-use client token, is stored before
+POST /payment, the token after, each delivery's begin and end around
+them. So an answer that never comes, a kill or a Ctrl-C leaves a state
+that `wpw resume` (and the start of every buy or redeem) settles: the
+payment is retried with the same reference and client token, a begun
+delivery is ended. Nothing is charged twice and no paid unit is lost.
 """
 import argparse
 import asyncio
@@ -15,23 +23,35 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 from wpwithin import discovery
 from wpwithin.card import Card, mask_card
 from wpwithin.config import ConfigError
-from wpwithin.consumer_role import ConsumerRole, Producer, ProducerError
+from wpwithin.consumer_role import ConsumerRole, PaymentPending, Producer, ProducerError, payment_wait
 from wpwithin.errors import NotOffered, PeerError
 from wpwithin.gateway_client import GatewayClient, parse_url
 from wpwithin.gateway_wire import GatewayError
+from wpwithin.journal import JournalCorrupt
 from wpwithin.net_errors import NetError
+from wpwithin.wallet import PENDING
 
 from wpwcli import trace
-from wpwcli.wallet import Wallet, home
+from wpwcli.wallet import WalletBusy, WalletFile, home
 
-EXIT = {"ok": 0, "refused": 1, "usage": 2, "unreachable": 3, "declined": 4, "protocol": 5}
+EXIT = {"ok": 0, "refused": 1, "usage": 2, "unreachable": 3, "declined": 4, "protocol": 5, "pending": 6,
+        "interrupted": 130}
+PAYMENT_WAIT = payment_wait()
 EPILOG = """exit codes: 0 ok, 1 refused by the producer or gateway, 2 bad arguments or settings,
-3 producer or gateway unreachable, 4 payment declined, 5 a peer broke the protocol.
-Settings: --gateway/--ca/--card or $WPW_GATEWAY, $WPW_GATEWAY_CA, $WPW_CARD; tokens in $WPW_HOME (~/.wpw)."""
+3 producer or gateway unreachable, 4 payment declined, 5 a peer broke the protocol,
+6 a payment's outcome is not known yet (it is pending: `wpw resume` settles it, never charging twice),
+130 interrupted (Ctrl-C): what was under way is kept and `wpw resume` settles it.
+
+Timeouts: --timeout (default 10 s) for any answer; --payment-timeout (default %d s) for POST /payment,
+at least 3 x the producer's gateway timeout + 5 s, since a producer may call its gateway three times
+(charge, search, resend) before it answers. Running out of time there leaves the payment pending.
+Settings: --gateway/--ca/--card or $WPW_GATEWAY, $WPW_GATEWAY_CA, $WPW_CARD; the wallet in $WPW_HOME (~/.wpw).""" \
+    % PAYMENT_WAIT
 
 
 class Failure(Exception):
@@ -100,14 +120,63 @@ def gateway_client(args):
         raise Failure("usage", "--gateway: %s" % exc)
 
 
-def consumer(args, card=None):
+def consumer(args, card=None, wallet=None):
     client_id = args.client_id or "wpw-%s" % socket.gethostname()
-    return ConsumerRole(client_id, card, gateway_client(args) if card else None, timeout=args.timeout)
+    return ConsumerRole(client_id, card, gateway_client(args) if card else None, timeout=args.timeout,
+                        wallet=wallet.wallet if wallet else None, journal=wallet.journal if wallet else None,
+                        payment_timeout=args.payment_timeout, log=lambda text: print("wpw: " + text, file=sys.stderr))
 
 
 def producer_at(args):
     host, port = args.producer
     return Producer(host, port, args.prefix)
+
+
+def open_wallet(args):
+    """The wallet file, locked for this run (closed by run())."""
+    try:
+        args.wallet_file = WalletFile(args.wallet)
+    except WalletBusy as exc:
+        raise Failure("usage", str(exc))
+    except JournalCorrupt as exc:
+        raise Failure("usage", "%s; nothing was changed: keep a copy of the file and report it" % exc)
+    if args.wallet_file.migrated:
+        Out(False, args.quiet).progress("read %d tokens from the old tokens.json into %s"
+                                        % (args.wallet_file.migrated, args.wallet_file.path))
+    return args.wallet_file
+
+
+PENDING_NEXT = ("it is never charged twice: `wpw resume` retries it with the same reference and card token "
+                "(so do the next buy and redeem)")
+
+
+def outcome_line(entry, outcome, message):
+    """One line saying how resume left an entry."""
+    if outcome == "paid":
+        return "payment %s settled: paid, token %s holds %d units" % (entry.ref, entry.key[:12], entry.remaining)
+    if outcome == "failed":
+        charge = ("the gateway may still hold a charge: ask the producer %s about order %s"
+                  % (entry.server_id, entry.ref) if entry.maybe_charged else "nothing was charged")
+        return "payment %s failed: %s; %s" % (entry.ref, message, charge)
+    if outcome == "ended":
+        return "delivery on token %s ended: %s" % (entry.key[:12], message)
+    return "payment %s still pending (%s); %s" % (entry.ref, message, PENDING_NEXT) if entry.state == PENDING else \
+        "delivery on token %s still open (%s); `wpw resume` ends it" % (entry.key[:12], message)
+
+
+def resumed(outcome_list):
+    return [{"paymentReferenceID": e.ref, "outcome": o, "message": m, "entry": e.summary()} for e, o, m in outcome_list]
+
+
+async def resume_first(role, out):
+    """Settle what earlier runs left unresolved, saying so on stderr; returns the outcomes."""
+    if not role.wallet.unresolved():
+        return []
+    out.progress("settling %d unresolved purchase(s) first" % len(role.wallet.unresolved()))
+    results = await role.resume()
+    for result in results:
+        out.progress(outcome_line(*result))
+    return results
 
 
 # --- commands ------------------------------------------------------------------
@@ -143,16 +212,20 @@ async def cmd_services(args, out):
 
 async def cmd_buy(args, out):
     card = read_card(args.card)
-    role, producer = consumer(args, card), producer_at(args)
+    wallet = open_wallet(args)
+    role, producer = consumer(args, card, wallet), producer_at(args)
+    await resume_first(role, out)
     out.progress("asking for %d units of service %d at price %d" % (args.units, args.service, args.price))
     purchase = await role.select(producer, args.service, args.price, args.units)
     total = purchase.total
-    out.progress("paying %s with card %s" % (money(total["totalPrice"], total["currencyCode"]), mask_card(card.number)))
+    args.paying = total["paymentReferenceID"]
+    out.progress("paying %s with card %s (order %s)" % (money(total["totalPrice"], total["currencyCode"]),
+                                                        mask_card(card.number), total["paymentReferenceID"]))
     receipt = await role.pay(producer, purchase)
-    entry = Wallet(args.wallet).add(producer, purchase, receipt)
+    args.paying = None
     data = {"serverID": purchase.server_id, "serviceID": args.service, "priceID": total["priceID"],
             "units": total["unitsToSupply"], "totalPaid": receipt["totalPaid"], "currency": total["currencyCode"],
-            "paymentReferenceID": total["paymentReferenceID"], "token": entry["key"],
+            "paymentReferenceID": total["paymentReferenceID"], "token": purchase.token["key"],
             "expiry": purchase.token["expiry"], "card": mask_card(card.number)}
     out.result(data, [
         "receipt from %s" % purchase.server_id,
@@ -166,43 +239,91 @@ async def cmd_buy(args, out):
 
 
 async def cmd_redeem(args, out):
-    wallet = Wallet(args.wallet)
+    wallet = open_wallet(args)
+    role = consumer(args, None, wallet)
+    await resume_first(role, out)
     try:
-        entry = wallet.find(args.token)
+        entry = wallet.wallet.find(args.token)
     except LookupError as exc:
         raise Failure("usage", "%s; `wpw tokens` lists them" % exc)
-    if args.units > entry["remaining"]:
-        raise Failure("refused", "token %s has %d units left, not %d" % (entry["key"][:8], entry["remaining"],
-                                                                         args.units))
-    from wpwithin.consumer import Purchase
-
-    purchase = Purchase(entry["clientID"], entry["serviceID"], entry["priceID"], entry["units"])
-    purchase.token, purchase.remaining, purchase.server_id = entry["token"], entry["remaining"], \
-        entry["producer"]["serverID"]
-    role = ConsumerRole(entry["clientID"], None, None, timeout=args.timeout)
-    p = entry["producer"]
-    producer = Producer(p["host"], p["port"], p["urlPrefix"])
+    if entry.expired(time.time()):
+        raise Failure("refused", "token %s expired at %s; its units can no longer be taken%s" % (
+            entry.key[:8], entry.expiry,
+            " (it carries refundOnExpiry: the producer refunds the %d units left)" % entry.remaining
+            if entry.refund_on_expiry and entry.remaining else ""))
+    if entry.in_flight:
+        raise Failure("unreachable", "a delivery on token %s is still open (its producer did not answer); "
+                                     "`wpw resume` ends it" % entry.key[:8])
+    if args.units > entry.remaining:
+        raise Failure("refused", "token %s has %d units left, not %d" % (entry.key[:8], entry.remaining, args.units))
+    purchase = entry.purchase()
+    producer = Producer(entry.host, entry.port, entry.prefix, server_id=entry.server_id)
     parts = [args.units // args.parts + (1 if i < args.units % args.parts else 0) for i in range(args.parts)]
     sessions = []
     for units in [u for u in parts if u]:
         out.progress("delivery of %d units" % units)
         end = await role.deliver(producer, purchase, units)
-        sessions.append({"supplied": end["unitsJustSupplied"], "remaining": end["unitsRemaining"]})
-        entry["remaining"] = end["unitsRemaining"]
-        wallet.save()
-    out.result({"token": entry["key"], "sessions": sessions, "remaining": entry["remaining"]},
+        sessions.append({"supplied": end["unitsJustSupplied"], "remaining": entry.remaining})
+    out.result({"token": entry.key, "sessions": sessions, "remaining": entry.remaining},
                ["session %d: %d units supplied, %d left" % (i + 1, s["supplied"], s["remaining"])
                 for i, s in enumerate(sessions)])
 
 
+def token_line(e, now):
+    d = e.summary()
+    if e.expired(now):
+        left = "expired with %d/%d units left%s" % (e.remaining, e.units,
+                                                     " (refund on expiry)" if e.refund_on_expiry else "")
+    else:
+        left = "%d/%d units left" % (e.remaining, e.units)
+    return "%s  %-20s service %d  %s  paid %s  expires %s" % (
+        e.key[:12], e.server_id, e.service_id, left, money(e.total, e.currency), d["expiry"])
+
+
 async def cmd_tokens(args, out):
-    entries = Wallet(args.wallet).entries
-    data = [{"token": e["key"], "serverID": e["producer"]["serverID"], "serviceID": e["serviceID"],
-             "units": e["units"], "remaining": e["remaining"], "expiry": e["token"]["expiry"],
-             "totalPaid": e["totalPaid"], "currency": e["currency"]} for e in entries]
-    out.result({"tokens": data}, ["%s  %-20s service %d  %d/%d units left  paid %s  expires %s" % (
-        d["token"][:12], d["serverID"], d["serviceID"], d["remaining"], d["units"],
-        money(d["totalPaid"], d["currency"]), d["expiry"]) for d in data] or ["no tokens"])
+    wallet = open_wallet(args).wallet
+    now = time.time()
+    data = []
+    for e in wallet.tokens():
+        d = e.summary()
+        data.append({"token": e.key, "serverID": e.server_id, "serviceID": e.service_id, "units": e.units,
+                     "remaining": e.remaining, "expiry": e.expiry, "expired": e.expired(now),
+                     "refundOnExpiry": e.refund_on_expiry, "totalPaid": e.total, "currency": e.currency,
+                     "paymentReferenceID": d["paymentReferenceID"]})
+    open_ones = len(wallet.unresolved()) + len(wallet.needing_attention())
+    if open_ones:
+        out.progress("%d purchase(s) not settled: `wpw pending` lists them" % open_ones)
+    out.result({"tokens": data}, [token_line(e, now) for e in wallet.tokens()] or ["no tokens"])
+
+
+def pending_line(e):
+    d = e.summary()
+    if e.state == PENDING:
+        return "payment %s  %-20s %s for %d units of service %d at %s: outcome not known; `wpw resume` retries it" % (
+            e.ref, e.server_id, money(e.total, e.currency), e.units, e.service_id, d["producer"])
+    if e.in_flight:
+        return "delivery on token %s  %-20s %d units begun at %s, not known to be ended; `wpw resume` ends it" % (
+            e.key[:12], e.server_id, e.in_flight, d["producer"])
+    return ("payment %s  %-20s %s refused (%d %s) after an earlier try went unanswered: the gateway may hold "
+            "a charge; ask the producer about this order" % (e.ref, e.server_id, money(e.total, e.currency),
+                                                             e.status, e.note))
+
+
+async def cmd_pending(args, out):
+    wallet = open_wallet(args).wallet
+    entries = wallet.unresolved() + wallet.needing_attention()
+    out.result({"pending": [e.summary() for e in entries]},
+               [pending_line(e) for e in entries] or ["nothing pending"])
+
+
+async def cmd_resume(args, out):
+    wallet = open_wallet(args)
+    role = consumer(args, None, wallet)
+    results = await role.resume()
+    out.result({"resumed": resumed(results)}, [outcome_line(*r) for r in results] or ["nothing to resume"])
+    if any(o == "pending" for _, o, _ in results):
+        raise Failure("pending", "%d purchase(s) still unresolved; run `wpw resume` again later"
+                      % sum(1 for _, o, _ in results if o == "pending"))
 
 
 def cmd_thing(args):
@@ -222,12 +343,16 @@ def parser():
     common.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
     common.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     common.add_argument("--timeout", type=float, default=10, help="seconds to wait for any answer (default 10)")
+    common.add_argument("--payment-timeout", type=float, default=PAYMENT_WAIT,
+                        help="seconds to wait for the producer's answer to a payment (default %d: 3 x its "
+                             "gateway timeout of 10 s + 5; give 3 x T + 5 for a producer whose "
+                             "gateway.timeout is T). Past it the payment is pending, not failed" % PAYMENT_WAIT)
     common.add_argument("--trace", metavar="FILE.svg", help="write a sequence diagram of the messages")
     common.add_argument("--gateway", default=os.environ.get("WPW_GATEWAY"), help="payment gateway URL")
     common.add_argument("--ca", default=os.environ.get("WPW_GATEWAY_CA"), help="CA certificate that signs the gateway")
     common.add_argument("--card", default=os.environ.get("WPW_CARD"), help="card file (JSON)")
     common.add_argument("--client-id", help="our clientID (default wpw-HOSTNAME)")
-    common.add_argument("--wallet", help="tokens file (default %s)" % os.path.join(home(), "tokens.json"))
+    common.add_argument("--wallet", help="wallet journal (default %s)" % os.path.join(home(), "wallet.journal"))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("scan", parents=[common], help="find producers (fast probe, then broadcasts)")
@@ -249,7 +374,10 @@ def parser():
     s.add_argument("token", help="the token key or its first characters (see `wpw tokens`)")
     s.add_argument("--units", type=int, required=True)
     s.add_argument("--parts", type=int, default=1, help="delivery sessions to split the units into")
-    sub.add_parser("tokens", parents=[common], help="tokens held and their units left")
+    sub.add_parser("tokens", parents=[common], help="tokens held, their units left and expiry")
+    sub.add_parser("pending", parents=[common],
+                   help="purchases not settled: payments whose outcome is not known, deliveries left open")
+    sub.add_parser("resume", parents=[common], help="settle the pending purchases now (same reference, same token)")
     for role in ("producer", "consumer"):
         s = sub.add_parser(role, help="start a %s Thing on this host from a config" % role)
         s.add_argument("--config", required=True)
@@ -257,7 +385,8 @@ def parser():
     return p
 
 
-COMMANDS = {"scan": cmd_scan, "services": cmd_services, "buy": cmd_buy, "redeem": cmd_redeem, "tokens": cmd_tokens}
+COMMANDS = {"scan": cmd_scan, "services": cmd_services, "buy": cmd_buy, "redeem": cmd_redeem, "tokens": cmd_tokens,
+            "pending": cmd_pending, "resume": cmd_resume}
 
 
 def run(args):
@@ -266,6 +395,8 @@ def run(args):
     for name in ("units", "parts"):
         if getattr(args, name, 1) < 1:
             raise Failure("usage", "--%s must be at least 1" % name)
+    if args.timeout <= 0 or args.payment_timeout <= 0:
+        raise Failure("usage", "--timeout and --payment-timeout must be more than 0 seconds")
     out = Out(args.json, args.quiet)
     recorder = None
     if args.trace:
@@ -278,6 +409,8 @@ def run(args):
     try:
         asyncio.run(COMMANDS[args.command](args, out))
     finally:
+        if args.wallet_file is not None:
+            args.wallet_file.close()
         if recorder is not None:
             recorder.uninstall()
             with open(args.trace, "w") as f:
@@ -287,10 +420,14 @@ def run(args):
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    args.wallet_file = None  # the wallet, once a command opened it
+    args.paying = None  # the reference of a payment under way
     try:
         return run(args)
     except Failure as exc:
         return fail(exc.kind, str(exc))
+    except PaymentPending as exc:
+        return fail("pending", "payment %s is pending: %s; %s" % (exc.ref, exc.reason, PENDING_NEXT))
     except ProducerError as exc:
         if exc.status == 402:
             return fail("declined", "payment declined: %s; nothing was charged" % exc.message)
@@ -300,15 +437,26 @@ def main(argv=None):
     except NotOffered as exc:
         return fail("refused", "%s; `wpw services HOST:PORT` lists what it sells" % exc)
     except NetError as exc:
-        return fail("unreachable", "%s; check the address and that it is running" % exc)
+        return fail("unreachable", "%s; check the address and that it is running%s" % (exc, resumable(args)))
     except OSError as exc:
-        return fail("unreachable", "%s; check the address and that it is running" % exc)
+        return fail("unreachable", "%s; check the address and that it is running%s" % (exc, resumable(args)))
     except PeerError as exc:
-        return fail("protocol", "a peer broke the protocol: %s" % exc)
+        return fail("protocol", "a peer broke the protocol: %s%s" % (exc, resumable(args)))
     except (ConfigError, ValueError) as exc:
         return fail("usage", str(exc))
     except KeyboardInterrupt:
-        return fail("refused", "interrupted")
+        entry = args.wallet_file.wallet.entries.get(args.paying) if args.wallet_file and args.paying else None
+        if entry is not None and entry.state == PENDING:
+            return fail("interrupted", "interrupted; payment %s is pending: %s" % (args.paying, PENDING_NEXT))
+        return fail("interrupted", "interrupted%s" % (resumable(args) or "; nothing was under way"))
+
+
+def resumable(args):
+    """What to do next when the wallet holds something unresolved after a failure."""
+    w = args.wallet_file
+    if w is None or not w.wallet.unresolved():
+        return ""
+    return "; the wallet keeps what was under way: `wpw pending` lists it, `wpw resume` settles it"
 
 
 def fail(kind, message):

@@ -1,60 +1,77 @@
-"""The CLI's wallet: delivery tokens bought and the units left on each, kept in a JSON file.
+"""The CLI's wallet on disk: the lib's wallet (wpwithin.wallet) kept in the lib's journal.
 
-A delivery token is a bearer credential for paid units, so the file is
-created readable by its owner only (0600) and written atomically. It never
-holds card data. Default location: $WPW_HOME/tokens.json (~/.wpw by default).
+Default location: $WPW_HOME/wallet.journal (~/.wpw by default). A delivery
+token is a bearer credential and a pending payment holds a one-use client
+token, so the folder is made 0700 and every file in it 0600 (the journal,
+its compaction's temporary file, the lock). One wpw at a time holds the
+wallet (an exclusive lock, freed by the kernel however the process ends).
+It never holds card data.
+
+The wallet of earlier versions, tokens.json (a JSON list of tokens and
+their units left), is read once into the journal and renamed
+tokens.json.migrated; its tokens keep their units left.
 """
+import fcntl
 import json
 import os
-import tempfile
+
+from wpwithin import wallet as wallet_core
+from wpwithin import wire
+from wpwithin.journal import FileJournal
 
 
 def home():
     return os.environ.get("WPW_HOME") or os.path.join(os.path.expanduser("~"), ".wpw")
 
 
-class Wallet:
+class WalletBusy(Exception):
+    """Another wpw holds the wallet."""
+
+
+class WalletFile:
+    """The wallet and its journal, locked for this process until close()."""
+
     def __init__(self, path=None):
-        self.path = path or os.path.join(home(), "tokens.json")
-        self.entries = []
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                self.entries = json.load(f)
-
-    def add(self, producer, purchase, receipt):
-        """Record a paid purchase; returns the entry."""
-        entry = {
-            "key": purchase.token["key"],
-            "token": purchase.token,
-            "producer": {"host": producer.host, "port": producer.port, "urlPrefix": producer.url_prefix,
-                         "serverID": purchase.server_id},
-            "clientID": purchase.client_id,
-            "serviceID": purchase.service_id,
-            "priceID": purchase.total["priceID"],
-            "units": purchase.total["unitsToSupply"],
-            "remaining": purchase.remaining,
-            "totalPaid": receipt["totalPaid"],
-            "currency": purchase.total["currencyCode"],
-            "paymentReferenceID": purchase.total["paymentReferenceID"],
-        }
-        self.entries = [e for e in self.entries if e["key"] != entry["key"]] + [entry]
-        self.save()
-        return entry
-
-    def find(self, prefix):
-        """The entry whose key starts with `prefix` (at least 6 characters); LookupError if none or several."""
-        if len(prefix) < 6:
-            raise LookupError("give at least 6 characters of the token key")
-        found = [e for e in self.entries if e["key"].startswith(prefix)]
-        if len(found) != 1:
-            raise LookupError("%s token in the wallet starts with %s" % ("no" if not found else "more than one", prefix))
-        return found[0]
-
-    def save(self):
+        self.path = path or os.path.join(home(), "wallet.journal")
+        self.migrated = 0  # tokens read from an old tokens.json
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tokens-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.entries, f, indent=2)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        os.umask(0o077)  # the journal and its compaction's temporary file are the owner's only
+        self._lock = open(self.path + ".lock", "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise WalletBusy("another wpw is using the wallet %s; wait for it to finish" % self.path)
+        self.journal = FileJournal(self.path)
+        self.wallet = wallet_core.load(self.journal)
+        if path is None:
+            self._migrate(os.path.join(folder, "tokens.json"))
+
+    def _migrate(self, old):
+        if not os.path.exists(old):
+            return
+        with open(old) as f:
+            entries = json.load(f)
+        for e in entries:
+            p = e["producer"]
+            total = wire.total_response(p["serverID"], e["clientID"], e["priceID"], e["units"], e["totalPaid"],
+                                        e["currency"], e["paymentReferenceID"], "")
+            if e["paymentReferenceID"] in self.wallet.entries:
+                continue
+            w = self.wallet
+            records = [w.quoted(p["host"], p["port"], p["urlPrefix"], total),
+                       w.paying(total, e["serviceID"], "-", 0),  # paid already: its client token is never sent
+                       w.paid(e["paymentReferenceID"], e["token"])]
+            used = e["units"] - e["remaining"]
+            if used:
+                records.append(w.begun(e["paymentReferenceID"], used))
+                records.append(w.ended(e["paymentReferenceID"], used, e["remaining"]))
+            for record in records:
+                self.journal.append(record)
+            self.migrated += 1
+        os.rename(old, old + ".migrated")
+
+    def close(self):
+        self.journal.close()
+        self._lock.close()
