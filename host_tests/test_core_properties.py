@@ -14,8 +14,16 @@ from wpwithin import consumer, delivery_token, rfc3339, wire
 from wpwithin.errors import ProtocolError
 from wpwithin.ledger import CHARGE, PAID, Ledger
 
-ids = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=wire.MAX_ID_LEN)
-texts = st.text(max_size=wire.MAX_TEXT_LEN)
+
+def utf8_at_most(limit):
+    """Cut a string to `limit` bytes of UTF-8, as wire.get_str counts them."""
+    return lambda text: text.encode()[:limit].decode("utf-8", "ignore")
+
+
+# Identifiers hold no control characters (clientID and clientToken may not: wire.get_str's printable).
+ids = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1,
+              max_size=wire.MAX_ID_LEN).map(utf8_at_most(wire.MAX_ID_LEN)).filter(bool)
+texts = st.text(max_size=wire.MAX_TEXT_LEN).map(utf8_at_most(wire.MAX_TEXT_LEN))
 units = st.integers(1, wire.MAX_UNITS)
 amounts = st.integers(0, wire.MAX_AMOUNT)
 numbers = st.integers(0, wire.MAX_NUMBER_ID)

@@ -1,13 +1,32 @@
-"""The producer's flash journal: ledger records appended one per line, replayed at boot.
+"""A flash journal: records appended one per line, replayed at boot (the producer's ledger, a wallet).
 
-Each line is "<crc32 hex> <record as JSON>\\n", flushed as it is written,
-so after a power cut at most the line being written is lost. load() drops
-a torn or corrupt last line (and rewrites the file without it); a bad line
-with good lines after it is not a torn write but corruption, and raises
-JournalCorrupt so the device stops in safe mode instead of guessing.
+Each line is b"<crc32 hex> <record as JSON>\\n", UTF-8, flushed as it is
+written, so after a power cut at most the line being written is lost.
+Every line is at most MAX_LINE bytes: append() and compact() refuse a
+longer record (ValueError) before writing anything, so the loader can
+always read what was written. load() reads bytes, checks each line's CRC
+over its bytes and only then decodes and parses it.
+
+Damage. Only a torn last record is dropped (and the file rewritten
+without it): the final line of the file, when it has no newline or fails
+its CRC. Anything else raises JournalCorrupt with a one-line reason (which
+line, what is wrong, what to do) and leaves the file untouched: a bad line
+with lines after it (a flipped byte, a CRLF conversion: every line fails),
+a line longer than MAX_LINE, a good CRC over bytes that are not a JSON
+list, and a record that apply() cannot take (it raises ValueError,
+TypeError, KeyError or IndexError: a delivery for an unknown token, an
+unknown kind, a short record). The producer then stops selling (safe mode)
+instead of guessing.
+
 Compaction writes the live records to a temporary file and renames it
-over the journal. Never stores anything but the ledger's records (no
-card data, no client tokens, no keys).
+over the journal. If the temporary file cannot be written (flash full, a
+folder in its place) compact() raises OSError and the journal stays open
+and appending as before; the caller retries later.
+
+The producer's journal holds its ledger's records: orders, their payment
+attempts with each attempt's one-use client token ("p" records; the
+gateway charges a token at most once), delivery tokens' keys and counts.
+Never card data or keys.
 """
 import json
 import os
@@ -15,7 +34,9 @@ from binascii import crc32
 
 from wpwithin.compat import const
 
-MAX_LINE = const(512)
+MAX_LINE = const(512)  # bytes, newline included
+_WHAT_TO_DO = ("restore the journal from a backup, or move it aside to start empty "
+               "(paid tokens in it will no longer redeem)")
 
 
 class JournalCorrupt(Exception):
@@ -23,21 +44,24 @@ class JournalCorrupt(Exception):
 
 
 def _line(record):
-    text = json.dumps(record)
-    return "%08x %s\n" % (crc32(text.encode()) & 0xFFFFFFFF, text)
+    """The line of a record, as bytes; ValueError if it is longer than MAX_LINE."""
+    text = json.dumps(record).encode()
+    line = b"%08x %s\n" % (crc32(text) & 0xFFFFFFFF, text)
+    if len(line) > MAX_LINE:
+        raise ValueError("journal record of %d bytes, over the %d a line may hold" % (len(line), MAX_LINE))
+    return line
 
 
-def _parse(line):
-    if len(line) < 11 or line[8] != " " or not line.endswith("\n"):
+def _checked(line):
+    """The JSON bytes of a line whose CRC is good, else None."""
+    if len(line) < 11 or line[8:9] != b" " or line[-1:] != b"\n":
         return None
     text = line[9:-1]
     try:
-        if int(line[:8], 16) != crc32(text.encode()) & 0xFFFFFFFF:
-            return None
-        record = json.loads(text)
+        crc = int(line[:8], 16)
     except ValueError:
         return None
-    return record if isinstance(record, list) and record else None
+    return text if crc == crc32(text) & 0xFFFFFFFF else None
 
 
 def exists(path):
@@ -49,6 +73,13 @@ def exists(path):
         return False
 
 
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # not there, or a folder: nothing of ours to remove
+
+
 class FileJournal:
     def __init__(self, path, compact_at=16384):
         self.path = path
@@ -57,64 +88,83 @@ class FileJournal:
         self.dropped = 0  # bytes of torn tail dropped by the last load()
         self._file = None
 
+    def _corrupt(self, number, what):
+        return JournalCorrupt("journal %s line %d %s; %s" % (self.path, number, what, _WHAT_TO_DO))
+
     def load(self, apply=None):
         """Replay the journal and open it for appending.
 
         With `apply`, each record is passed to it as it is read and the
         count is returned (memory stays flat however long the journal);
-        without, the records are returned as a list.
+        without, the records are returned as a list. JournalCorrupt for
+        damage other than a torn last record (the file is left as it is).
         """
         tmp = self.path + ".tmp"
         if not exists(self.path) and exists(tmp):
             os.rename(tmp, self.path)  # a compaction was cut between its two steps
         records = []
         count = 0
-        bad_at = None
+        torn = 0  # the number of a bad line: torn if nothing follows it
         if exists(self.path):
-            with open(self.path) as f:
+            with open(self.path, "rb") as f:
                 number = 0
                 while True:
                     line = f.readline(MAX_LINE + 1)
                     if not line:
                         break
                     number += 1
-                    record = _parse(line)
-                    if record is None:
-                        if bad_at is None:
-                            bad_at = number
+                    if torn:
+                        raise self._corrupt(torn, "is damaged (bad checksum or cut short) but line %d "
+                                            "follows it, so it is not a torn last write (a CRLF "
+                                            "conversion damages every line)" % number)
+                    if len(line) > MAX_LINE:
+                        raise self._corrupt(number, "is longer than %d bytes" % MAX_LINE)
+                    text = _checked(line)
+                    if text is None:
+                        torn = number
                         continue
-                    if bad_at is not None:
-                        raise JournalCorrupt("journal %s: line %d is damaged but later lines are not"
-                                             % (self.path, bad_at))
+                    record = self._record(number, text)
                     count += 1
                     if apply is None:
                         records.append(record)
-                    else:
+                        continue
+                    try:
                         apply(record)
-        if bad_at is not None:
-            self._drop_tail(bad_at)
+                    except (ValueError, TypeError, KeyError, IndexError) as exc:
+                        raise self._corrupt(number, "has a good checksum but a record that cannot be "
+                                            "applied (%s: %s)" % (type(exc).__name__, exc))
+        if torn:
+            self._drop_tail(torn)
         else:
             self._open()
         return records if apply is None else count
+
+    def _record(self, number, text):
+        try:
+            record = json.loads(text.decode())
+        except (UnicodeError, ValueError):
+            record = None
+        if not isinstance(record, list) or not record:
+            raise self._corrupt(number, "has a good checksum but is not a record (not a JSON list "
+                                "in UTF-8)")
+        return record
 
     def _drop_tail(self, line_number):
         # Keep the good lines before the torn one, by copying them to a new file and renaming it over.
         size = os.stat(self.path)[6]
         tmp = self.path + ".tmp"
-        with open(self.path) as old, open(tmp, "w") as new:
+        with open(self.path, "rb") as old, open(tmp, "wb") as new:
             for _ in range(line_number - 1):
                 new.write(old.readline(MAX_LINE + 1))
         self._replace(tmp)
         self.dropped = size - self.size
 
     def _open(self):
-        self._file = open(self.path, "a")
+        self._file = open(self.path, "ab")
         self.size = os.stat(self.path)[6]
 
     def append(self, record):
         line = _line(record)
-        if len(line) > MAX_LINE:
-            raise ValueError("journal record longer than %d bytes" % MAX_LINE)
         self._file.write(line)
         self._file.flush()
         self.size += len(line)
@@ -123,12 +173,21 @@ class FileJournal:
         return self.size > self.compact_at
 
     def compact(self, records):
-        """Replace the journal by `records` (the ledger's live state) atomically."""
-        self.close()
+        """Replace the journal by `records` (the live state) atomically.
+
+        ValueError (a record too long) or OSError (the temporary file
+        cannot be written: flash full, a folder in its place) leave the
+        journal as it was, open and appending.
+        """
         tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            for record in records:
-                f.write(_line(record))
+        try:
+            with open(tmp, "wb") as f:
+                for record in records:
+                    f.write(_line(record))
+        except (OSError, ValueError):
+            _remove(tmp)
+            raise
+        self.close()
         self._replace(tmp)
 
     def _replace(self, tmp):

@@ -94,13 +94,27 @@ def get_int(f, name, low=0, high=MAX_UNITS, default=_MISSING):
     return value
 
 
-def get_str(f, name, max_len=MAX_ID_LEN, default=_MISSING, allow_empty=False):
-    """A string field of at most max_len characters."""
+def get_str(f, name, max_len=MAX_ID_LEN, default=_MISSING, allow_empty=False, printable=False):
+    """A string field of at most max_len bytes of UTF-8.
+
+    Bytes, not characters: a journal line holds what the producer stores, and its limit is in
+    bytes. `printable` refuses control characters (U+0000-U+001F, U+007F) too: JSON writes each
+    as 6 bytes, any other character in at most 3 per byte of UTF-8, so a field checked so fits
+    the journal's lines (host_tests/dual/test_journal_limits.py shows the largest records).
+    """
     value = _get(f, name, default)
     if not isinstance(value, str):
         raise ProtocolError(UNPROCESSABLE, "field %s must be a string" % name)
-    if len(value) > max_len:
-        raise ProtocolError(UNPROCESSABLE, "field %s is longer than %d characters" % (name, max_len))
+    try:
+        data = value.encode() if len(value) <= max_len else None
+    except UnicodeError:  # CPython: a lone surrogate ("\\ud800" in the JSON)
+        raise ProtocolError(UNPROCESSABLE, "field %s is not valid Unicode" % name)
+    if data is None or len(data) > max_len:
+        raise ProtocolError(UNPROCESSABLE, "field %s is longer than %d bytes of UTF-8" % (name, max_len))
+    if printable:
+        for byte in data:
+            if byte < 0x20 or byte == 0x7F:
+                raise ProtocolError(UNPROCESSABLE, "field %s must not hold control characters" % name)
     if not value and not allow_empty:
         raise ProtocolError(UNPROCESSABLE, "field %s must not be empty" % name)
     return value
@@ -202,7 +216,7 @@ def total_request(client_id, units, price_id):
 def parse_total_request(obj):
     f = fields(obj)
     return total_request(
-        get_str(f, "clientID"),
+        get_str(f, "clientID", printable=True),  # journalled: see get_str
         get_int(f, "selectedNumberOfUnits", 1, MAX_UNITS),
         get_int(f, "selectedPriceID", 0, MAX_NUMBER_ID),
     )
@@ -231,7 +245,7 @@ def parse_payment_request(obj):
     f = fields(obj)
     return payment_request(
         get_str(f, "clientID"),
-        get_str(f, "clientToken", MAX_CLIENT_TOKEN_LEN),
+        get_str(f, "clientToken", MAX_CLIENT_TOKEN_LEN, printable=True),
         get_str(f, "paymentReferenceID"),
     )
 
