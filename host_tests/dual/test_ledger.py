@@ -220,6 +220,7 @@ def test_a_delivery_never_ended_stalls_after_the_timeout_and_an_expired_token_is
     ledger.end_delivery(order, 3)
     assert ledger.due(NOW + 3600) == [(order, 0)]
     ledger.drop("r1")
+    assert "expired" in refused(GONE, ledger.payment_step, "r1", "c1", NOW + 3600, "TEST_SU_1")
     spent = ledger.paid_order("k1", "c1", 1)
     assert "expired" in refused(GONE, ledger.begin_delivery, spent, 1, NOW + 3600)
 

@@ -201,6 +201,18 @@ def test_timeout_before_commit_is_settled_by_sending_the_same_attempt_again():
     run(main())
 
 
+def test_a_gateway_that_answers_every_send_with_5xx_and_shows_no_order_charged_nothing():
+    async def main():
+        role, gateway, _ = setup()
+        ref = await quote(role)
+        gateway.script = ["5xx", "5xx"]
+        status, body = await call(role, "POST", "/payment", pay(ref))
+        assert status == 502 and "nothing was charged" in body["message"], body
+        assert role.core.ledger.orders[ref].state == QUOTED
+        assert (await call(role, "POST", "/payment", pay(ref, "TEST_SU_2")))[0] == 200
+    run(main())
+
+
 def test_an_attempt_the_gateway_cannot_settle_is_504_and_no_new_token_is_charged_meanwhile():
     async def main():
         role, gateway, clock = setup()

@@ -95,6 +95,9 @@ class Order:
     in_flight_since = 0
     refunding = 0  # a refund asked for and not yet known to be done
     refunded = 0
+    # Not journalled: whether a request of the attempt in flight may still be at the gateway
+    # (sent, and no answer came). Replayed orders are in doubt: a reset may have cut a request.
+    doubt = True
 
     def __init__(self, ref, client_id, service_id, price_id, units, total, currency, quoted_at):
         self.ref = ref
@@ -291,6 +294,9 @@ class Ledger:
     def order(self, ref, client_id):
         order = self.orders.get(ref)
         if order is None:
+            for spent in self.spent.values():
+                if spent[0] == ref and spent[1] == client_id:
+                    raise ProtocolError(GONE, "this order was paid; its delivery token is used up or has expired")
             raise ProtocolError(NOT_FOUND, "Unable to find order for payment ref %s" % ref)
         if order.client_id != client_id:
             raise ProtocolError(BAD_REQUEST, "Client ID does not match Order Client ID")

@@ -113,7 +113,9 @@ class ProducerRole:
     # before anything else happens on its order: search by its customerOrderCode; if the gateway
     # knows no order by it, send the same attempt again (its one-use token cannot be charged
     # twice); a 4xx refusal of the resend is final once a second search still shows no order.
-    # Until then every request for the order answers 504 and no new attempt starts.
+    # Until then every request for the order answers 504 and no new attempt starts. When every
+    # request of the attempt was answered (none can still be at the gateway) and the search shows
+    # no order, a 5xx answer is final too: nothing was charged (502).
 
     async def _payment(self, request):
         request = wire.parse_payment_request(request)
@@ -152,10 +154,23 @@ class ProducerRole:
         async with self._gateway_turn:
             return await call(*args)
 
-    async def _charge(self, order):
-        """The payment response once the gateway charged the new attempt; 402, 500 or 504 otherwise."""
+    async def _send(self, order):
+        """POST /orders for the attempt; a request that got no answer leaves the attempt in doubt for good."""
+        earlier = order.doubt
+        order.doubt = True
         try:
             result = await self._gateway(self.gateway.place_order, self.core.order_request(order))
+        except GatewayError:
+            order.doubt = earlier
+            raise
+        order.doubt = earlier
+        return result
+
+    async def _charge(self, order):
+        """The payment response once the gateway charged the new attempt; 402, 500, 502 or 504 otherwise."""
+        order.doubt = False  # a new attempt: nothing of it has been sent yet
+        try:
+            result = await self._send(order)
         except GatewayError as exc:
             if exc.http_status >= 500:
                 return await self._unknown(order, "gateway error %d" % exc.http_status)
@@ -177,7 +192,10 @@ class ProducerRole:
         await self._settle(order)
         if order.state == PAID:
             return self.core.payment_response(order)
-        raise ProtocolError(PAYMENT_DECLINED, "payment not taken (%s); pay with a new client token" % order.failure)
+        if order.failure.startswith("gateway error"):
+            raise ProtocolError(BAD_GATEWAY, "payment not taken (%s); nothing was charged: retry with a new "
+                                "client token" % order.failure)
+        raise ProtocolError(PAYMENT_DECLINED, "payment declined: %s; pay with a new client token" % order.failure)
 
     def _outcome(self, order, result):
         """Journal a gateway order's verdict on the attempt: True if charged."""
@@ -199,10 +217,13 @@ class ProducerRole:
                 self._write([self.core.ledger.failed(order.ref, "no order at the gateway")])
                 return
             try:
-                result = await self._gateway(self.gateway.place_order, self.core.order_request(order))
+                result = await self._send(order)
             except GatewayError as exc:
                 if exc.http_status >= 500:
-                    raise
+                    if order.doubt:
+                        raise  # a request that went unanswered may still charge: keep asking
+                    self._write([self.core.ledger.failed(order.ref, "gateway error %d" % exc.http_status)])
+                    return
                 # The token cannot be charged now: spent by this attempt (then its order shows) or never.
                 if not await self._found(order, code):
                     self._write([self.core.ledger.failed(order.ref, exc.custom_code)])
