@@ -59,7 +59,8 @@ FAULTS = (
 )
 
 
-def write_config(folder, gateway_url, port):
+def write_config(folder, gateway_url, port, **producer):
+    """config.json and secrets.json of the schedule's producer; `producer` overrides its section."""
     base = 31000 + os.getpid() % 1000 * 2
     config = {
         "device": {"serverId": "schedule"},
@@ -71,6 +72,7 @@ def write_config(folder, gateway_url, port):
                      "services": [{"id": 1, "name": "Charge", "capacity": CAPACITY,
                                    "prices": [{"id": 1, "amount": PRICE, "unitDescription": "kWh"}]}]},
     }
+    config["producer"].update(producer)
     secrets = {"merchantClientKey": CLIENT_KEY, "merchantServiceKey": SERVICE_KEY,
                "tokenSigningSecret": "cd" * 32}
     for name, obj in (("config.json", config), ("secrets.json", secrets)):
