@@ -18,7 +18,8 @@ from binascii import hexlify
 from test_roles import CARD_OBJECT, HOST, GatewayStandIn, address, make_thing, remove_folders
 
 from wpwithin import wire
-from wpwithin.consumer_role import ConsumerRole, PaymentPending, Producer, ProducerError, payment_wait
+from wpwithin.consumer_role import (
+    ConsumerRole, PaymentPending, Producer, ProducerError, definite, maybe_charged, payment_wait)
 from wpwithin.gateway_client import GatewayClient
 from wpwithin.http_server import Server
 from wpwithin.journal import FileJournal
@@ -146,6 +147,17 @@ def run(test, go_sdk=False):
 def test_the_payment_wait_covers_three_gateway_calls_of_the_producer():
     assert payment_wait(10) == 35 and payment_wait(2) == 11
     assert ConsumerRole("c", None, None).payment_timeout == 35
+
+
+def test_which_answers_settle_a_payment_and_which_may_leave_a_charge():
+    for status in (400, 402, 404, 409, 410, 422):
+        assert definite(status, "refused")
+    for status in (408, 429, 500, 502, 503, 504):
+        assert not definite(status, "refused")
+    assert not definite(409, "payment for this reference is in progress; retry shortly")
+    assert not maybe_charged(404, False) and maybe_charged(404, True)
+    assert not maybe_charged(402, True) and not maybe_charged(410, True, "the total price quote has expired")
+    assert maybe_charged(410, False, "this order was paid; its delivery token is used up or has expired")
 
 
 def test_a_payment_without_an_answer_is_pending_and_resume_sends_the_same_reference_and_token():

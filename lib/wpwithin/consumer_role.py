@@ -48,19 +48,29 @@ def payment_wait(gateway_timeout=PRODUCER_GATEWAY_TIMEOUT):
     return 3 * gateway_timeout + 5
 
 
-def definite(status):
-    """True for a refusal that settles a payment (a 4xx other than 408 and 429); 5xx leave it unknown."""
+def definite(status, message=""):
+    """True for a refusal that settles a payment: a 4xx other than 408, 429 and 409 "in progress".
+
+    A 5xx leaves it unknown (a 502 "not taken" is settled by the next try,
+    which the producer refuses with 402 as that token's outcome).
+    """
+    if status == CONFLICT and "in progress" in message:
+        return False
     return 400 <= status < 500 and status not in (408, 429)
 
 
-def maybe_charged(status, retried):
+def maybe_charged(status, retried, message=""):
     """Whether the gateway may still hold a charge after a payment refused with `status`.
 
     The producer can charge only with the client token it was sent, so a
     refusal of the first try leaves nothing charged; on a retry, an earlier
     try may have reached it. Declined (402), "paid by another token" (409)
-    and an expired quote (410) say outright that this token paid nothing.
+    and an expired quote (410) say outright that this token paid nothing;
+    a 410 saying the order "was paid" (its token since used up or expired)
+    says it did.
     """
+    if status == 410 and "was paid" in message:
+        return True
     return retried and status not in (PAYMENT_DECLINED, CONFLICT, 410)
 
 
@@ -209,10 +219,11 @@ class ConsumerRole:
             answer = await self._call(producer, "POST", "/payment", purchase.payment_request(client_token),
                                       self.payment_timeout)
         except ProducerError as exc:
-            if not definite(exc.status):
+            if not definite(exc.status, exc.message):
                 raise PaymentPending(ref, "the producer answered %d %s" % (exc.status, exc.message))
             if self.wallet is not None:
-                self._keep(self.wallet.failed(ref, exc.status, maybe_charged(exc.status, retried), exc.message))
+                self._keep(self.wallet.failed(ref, exc.status, maybe_charged(exc.status, retried, exc.message),
+                                              exc.message))
             raise
         except NetError as exc:
             raise PaymentPending(ref, exc.message)
