@@ -86,6 +86,15 @@ def enter_safe_mode(why):
     log("safe mode: %s. The REPL is yours: fix the cause, then repl.leave_safe_mode() and reset" % why)
 
 
+def safe_mode_reason():
+    """The first line of the SAFE_MODE file (why the app is not started), or None without one."""
+    try:
+        with open(SAFE_MODE_FILE) as f:
+            return f.readline(512).rstrip("\n")
+    except (OSError, ValueError):  # no file, or not text
+        return None
+
+
 def should_start(board):
     """(True, "") or (False, reason) for safe mode."""
     if exists(SAFE_MODE_FILE):
@@ -186,7 +195,7 @@ async def run(board, config_path="config.json", secrets_path="secrets.json", hoo
     try:
         try:
             await thing.start()
-        except JournalCorrupt as exc:
+        except JournalCorrupt as exc:  # anything but a torn last record: sell nothing rather than guess
             enter_safe_mode("journal damaged: %s" % exc)
             state["mode"] = "safe"
             return

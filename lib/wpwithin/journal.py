@@ -114,9 +114,9 @@ class FileJournal:
                         break
                     number += 1
                     if torn:
-                        raise self._corrupt(torn, "is damaged (bad checksum or cut short) but line %d "
-                                            "follows it, so it is not a torn last write (a CRLF "
-                                            "conversion damages every line)" % number)
+                        raise self._corrupt(torn, "is damaged (bad checksum or cut short) and line %d "
+                                            "follows it: not a torn last write (a CRLF conversion "
+                                            "damages every line)" % number)
                     if len(line) > MAX_LINE:
                         raise self._corrupt(number, "is longer than %d bytes" % MAX_LINE)
                     text = _checked(line)

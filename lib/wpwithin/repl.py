@@ -1,7 +1,7 @@
 """Helpers for debugging a Thing at its serial REPL (and what main.py uses to build the board).
 
     >>> from wpwithin import repl
-    >>> repl.status()           # mode, WiFi, clock, services, open orders and units left, errors, heap
+    >>> repl.status()           # mode (and why safe mode), WiFi, clock, services, open orders, errors, heap
     >>> repl.restart()          # start the app again after Ctrl-C or a fix (Ctrl-C stops it)
     >>> repl.safe_mode()        # stop starting the app at boot
     >>> repl.leave_safe_mode()  # start it at boot again
@@ -37,6 +37,7 @@ def make_hooks(board):
 def snapshot():
     """The state as a dict: mode, board, the Thing's status, task crashes, heap, last messages."""
     out = {"mode": app.state["mode"], "safeModeFile": app.exists(app.SAFE_MODE_FILE),
+           "safeModeReason": app.safe_mode_reason(),
            "bootCrashes": app._read_int(app.CRASH_FILE), "taskCrashes": app.state["crashes"]}
     board = app.state["board"]
     if board is not None:
@@ -58,6 +59,8 @@ def status():
     mode = s["mode"]
     if s["safeModeFile"]:
         mode += " (SAFE_MODE file present: repl.leave_safe_mode() clears it)"
+        if s["safeModeReason"]:
+            mode += "\n  because: " + s["safeModeReason"]
     print("mode:      %s" % mode)
     if "wifi" in s:
         print("wifi:      %s" % ("up at " + s["wifi"] if s["wifi"] else "down"))
