@@ -114,11 +114,18 @@ class Thing:
                 self.log("payment %s still unresolved: %s" % (order.ref, exc))
 
     async def _sweep(self):
+        failing = False
         while True:
             await asyncio.sleep(5)
             await self.producer.expire()
             if self.journal.needs_compaction():
-                self.journal.compact(self.producer.core.ledger.records())
+                try:  # a failure leaves the journal open and appending: retried every sweep
+                    self.journal.compact(self.producer.core.ledger.records())
+                    failing = False
+                except (OSError, ValueError) as exc:
+                    if not failing:
+                        self.log("journal: compaction failed (%r); appending as before, retrying" % (exc,))
+                    failing = True
 
     async def stop(self):
         await discovery.cancel_all(self.tasks + self.discovery_tasks)
