@@ -44,6 +44,25 @@ HEADERS = [
 ]
 NUMBERS = [0, -1, 1, 2, 7, 100, 101, 2 ** 31, 2 ** 63, 2 ** 64 + 1, 10 ** 40, -10 ** 40, 1.5, -0.0, 1e308, "1", "",
            None, True, False, [], {}]
+# requestTotal bodies that are not strict JSON (or not UTF-8), each with the end of the message a
+# producer refuses it with (422) on either runtime. MicroPython's json alone takes all but the
+# last (NaN, which CPython's takes).
+NOT_STRICT_JSON = [
+    (b'{"clientID" "c", "selectedNumberOfUnits": 1, "selectedPriceID": 1}', "expected ':' at byte 12"),
+    (b'{"clientID":: "c", "selectedNumberOfUnits": 1, "selectedPriceID": 1}', "expected a value at byte 12"),
+    (b'{"clientID": "c" "selectedNumberOfUnits": 1, "selectedPriceID": 1}', "expected ',' or '}' at byte 17"),
+    (b'{"clientID": "c", "selectedNumberOfUnits": 1, "selectedPriceID": 1,}', "unexpected } at byte 67"),
+    (b'{"clientID": "c", "selectedNumberOfUnits": 01, "selectedPriceID": 1}', "leading zero at byte 43"),
+    (b'{"clientID": "c\n", "selectedNumberOfUnits": 1, "selectedPriceID": 1}',
+     "control character in a string at byte 15"),
+    (b'{"clientID": "c\x01", "selectedNumberOfUnits": 1, "selectedPriceID": 1}',
+     "control character in a string at byte 15"),
+    (b'{"clientID": "c", "selectedNumberOfUnits": 1, "selectedPriceID": 1}\x00', "more after the value at byte 67"),
+    (b'{"clientID": "c\xc0\xaf", "selectedNumberOfUnits": 1, "selectedPriceID": 1}', "not valid UTF-8 at byte 15"),
+    (b'{"clientID": "c\xed\xa0\x80", "selectedNumberOfUnits": 1, "selectedPriceID": 1}', "not valid UTF-8 at byte 15"),
+    (b'{"clientID": "c\\ud800", "selectedNumberOfUnits": 1, "selectedPriceID": 1}', "lone surrogate escape at byte 15"),
+    (b'{"clientID": "c", "selectedNumberOfUnits": NaN, "selectedPriceID": 1}', "expected a value at byte 43"),
+]
 STRINGS = ["", "x", "car-7", "T_C_not-a-key", "\u0000", "\u2603" * 40, "a" * 3000, "00000000-0000-4000-8000-000000000000",
            0, -1, None, True, [], {}, {"key": "x"}]
 
@@ -93,8 +112,10 @@ def _body(rnd, fields):
         return body[:rnd.randrange(len(body) + 1)]  # cut short
     if kind < 0.8:
         return bytes(rnd.randrange(256) for _ in range(rnd.randrange(64)))
-    if kind < 0.85:
+    if kind < 0.83:
         return b'{"clientID": "\xff\xfe\xc0\x80"}'  # invalid UTF-8
+    if kind < 0.85:
+        return rnd.choice(NOT_STRICT_JSON)[0]
     if kind < 0.9:
         return b"[" * 5000 + b"]" * 5000
     if kind < 0.95:

@@ -162,3 +162,31 @@ def test_micropython_producer_survives_the_hostile_corpus_and_keeps_no_heap(mark
              before["memAlloc"], after["memAlloc"], kept))
     assert after["connections"] == 0, after
     assert abs(kept) <= KEPT_LIMIT, (before, after)
+
+
+def post(port, path, body):
+    """(status, answer object) of one POST on a connection of its own."""
+    head = "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (path, len(body))
+    answers, _ = exchange(port, head.encode() + body)
+    assert len(answers) == 1, answers
+    return answers[0]
+
+
+def test_both_producers_answer_422_to_every_body_that_is_not_strict_json(market, cpython_producer):
+    things, sim = market
+    micropython_producer = things.producer("strict-micropython", "micropython", sim.url, sim.ca_path, *udp_ports(2))
+    for body, what in hostile.NOT_STRICT_JSON:
+        for producer in (cpython_producer, micropython_producer):
+            status, answer = post(producer["port"], "/service/1/requestTotal", body)
+            assert status == 422 and answer["message"].startswith("body is not valid "), (body, status, answer)
+            assert answer["message"].endswith(what), (body, answer)
+    # What is valid still sells, alike: a client ID written as CPython's json.dumps writes it
+    # (U+1F697 as a surrogate pair) is the one character in the answer and in the journal.
+    body = b'{"clientID": "car-\\ud83d\\ude97", "selectedNumberOfUnits": 2, "selectedPriceID": 1}'
+    for producer in (cpython_producer, micropython_producer):
+        status, answer = post(producer["port"], "/service/1/requestTotal", body)
+        assert status == 200 and answer["clientID"] == "car-\U0001F697", (status, answer)
+    with open(os.path.join(micropython_producer["folder"], "ledger.journal"), "rb") as f:
+        journal = f.read()
+    journal.decode("utf-8")  # strict: a surrogate written as UTF-8 would raise here
+    assert "car-\U0001F697".encode() in journal or b"car-\\ud83d\\ude97" in journal

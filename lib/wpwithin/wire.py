@@ -33,24 +33,258 @@ _MISSING = object()
 
 
 # --- JSON text -------------------------------------------------------------
+#
+# Theory of operation (_check_json): MicroPython's json.loads takes much that is not JSON
+# (a missing or doubled ':' or ',', a trailing ',', 01, raw control characters in strings,
+# bytes after the value) and text that is not UTF-8 (overlong forms, encoded surrogates,
+# lone \u surrogates); CPython's takes NaN and Infinity. So one pass over the bytes checks
+# RFC 8259 first, the same on both runtimes: `state` says what may come next, `stack` holds
+# a bit per open container (1: an object) to pick the closer and what follows a ',', and
+# strings, numbers and literals are read by their own loops. It indexes the bytes where they
+# are and allocates nothing (every int stays small) until it refuses.
+
+_VALUE = const(0)  # a value must come: at the start, after ':', after ',' in an array
+_FIRST = const(1)  # just after '{' or '[': a key (object) or a value (array), or the closer
+_KEY = const(2)  # after ',' in an object
+_COLON = const(3)
+_NEXT = const(4)  # after a value inside a container: ',' or the closer
+_END = const(5)  # after the whole value: only whitespace
+_MAX_DEPTH = const(24)  # open containers; requests are bounded far lower by MAX_CONTAINERS
+_ESCAPES = b'"\\/bfnrt'
+
+
+def _refuse(where, what, at):
+    raise ProtocolError(UNPROCESSABLE, "%s is not valid JSON: %s at byte %d" % (where, what, at))
+
+
+def _check_json(data, where):
+    """Refuse (422) unless data is one JSON value in UTF-8; return how many \\u surrogate pairs it has."""
+    n = len(data)
+    i = 0
+    stack = 1  # the lowest bit is the innermost container; 1 alone: none open
+    state = _VALUE
+    pairs = 0
+    while True:
+        while i < n and (data[i] == 32 or data[i] == 10 or data[i] == 13 or data[i] == 9):
+            i += 1
+        if i == n:
+            if state != _END:
+                _refuse(where, "unexpected end", i)
+            return pairs
+        if state == _END:
+            _refuse(where, "more after the value", i)
+        c = data[i]
+        obj = stack & 1
+        if c == 0x7D or c == 0x5D:  # } ]
+            if (state != _NEXT and state != _FIRST) or stack == 1 or obj != (c == 0x7D):
+                _refuse(where, "unexpected " + chr(c), i)
+            stack >>= 1
+            i += 1
+            state = _END if stack == 1 else _NEXT
+            continue
+        if state == _NEXT:
+            if c != 0x2C:
+                _refuse(where, "expected ',' or " + ("'}'" if obj else "']'"), i)
+            i += 1
+            state = _KEY if obj else _VALUE
+            continue
+        if state == _COLON:
+            if c != 0x3A:
+                _refuse(where, "expected ':'", i)
+            i += 1
+            state = _VALUE
+            continue
+        key = state == _KEY or (state == _FIRST and obj)
+        if c == 0x22:
+            at = i
+            i += 1
+            while True:
+                if i >= n:
+                    _refuse(where, "unterminated string", at)
+                c = data[i]
+                if c == 0x22:
+                    i += 1
+                    break
+                if c < 0x20:
+                    _refuse(where, "control character in a string", i)
+                if c >= 0x80:
+                    i = _utf8(data, i, n, where)
+                    continue
+                if c != 0x5C:
+                    i += 1
+                    continue
+                e = data[i + 1] if i + 1 < n else 0
+                if e != 0x75:  # not \u
+                    if e not in _ESCAPES:
+                        _refuse(where, "bad escape", i)
+                    i += 2
+                    continue
+                u = _hex4(data, i + 2, n)
+                if u < 0:
+                    _refuse(where, "\\u without 4 hex digits", i)
+                if 0xD800 <= u <= 0xDFFF:  # a surrogate: only a high one followed by a low one is a character
+                    if u >= 0xDC00 or _hex4(data, i + 8, n) >> 10 != 0x37 or data[i + 6] != 0x5C or data[i + 7] != 0x75:
+                        _refuse(where, "lone surrogate escape", i)
+                    pairs += 1
+                    i += 6
+                i += 6
+            if key:
+                state = _COLON
+                continue
+        elif key:
+            _refuse(where, "expected a string key", i)
+        elif c == 0x7B or c == 0x5B:  # { [
+            if stack >> _MAX_DEPTH:
+                _refuse(where, "nested deeper than %d" % _MAX_DEPTH, i)
+            stack = (stack << 1) | (c == 0x7B)
+            i += 1
+            state = _FIRST
+            continue
+        elif c == 0x2D or 0x30 <= c <= 0x39:
+            i = _number(data, i, n, where)
+        elif c == 0x74:
+            i = _literal(data, i, n, b"true", where)
+        elif c == 0x66:
+            i = _literal(data, i, n, b"false", where)
+        elif c == 0x6E:
+            i = _literal(data, i, n, b"null", where)
+        else:
+            _refuse(where, "expected a value", i)
+        state = _END if stack == 1 else _NEXT
+
+
+def _hex4(data, i, n):
+    """The value of the 4 hex digits at data[i], or -1."""
+    if i + 4 > n:
+        return -1
+    value = 0
+    for j in range(i, i + 4):
+        c = data[j]
+        if 0x30 <= c <= 0x39:
+            c -= 0x30
+        elif 0x61 <= (c | 0x20) <= 0x66:
+            c = (c | 0x20) - 0x57
+        else:
+            return -1
+        value = (value << 4) | c
+    return value
+
+
+def _utf8(data, i, n, where):
+    """The index after the UTF-8 character whose first byte (0x80 or more) is data[i].
+
+    Refuses what RFC 3629 does: stray continuation bytes, overlong forms (C0 AF),
+    surrogates (ED A0 80), values above U+10FFFF, truncated sequences.
+    """
+    c = data[i]
+    low = 0x80
+    high = 0xBF
+    if 0xC2 <= c <= 0xDF:
+        more = 1
+    elif 0xE0 <= c <= 0xEF:
+        more = 2
+        if c == 0xE0:
+            low = 0xA0
+        elif c == 0xED:
+            high = 0x9F
+    elif 0xF0 <= c <= 0xF4:
+        more = 3
+        if c == 0xF0:
+            low = 0x90
+        elif c == 0xF4:
+            high = 0x8F
+    else:
+        more = -1
+    j = i + 1
+    while more:
+        if more < 0 or j >= n or not low <= data[j] <= high:
+            raise ProtocolError(UNPROCESSABLE, "%s is not valid UTF-8 at byte %d" % (where, i))
+        low = 0x80
+        high = 0xBF
+        j += 1
+        more -= 1
+    return j
+
+
+def _number(data, i, n, where):
+    """The index after the number at data[i] (a '-' or a digit)."""
+    if data[i] == 0x2D:
+        i += 1
+    if i < n and data[i] == 0x30:
+        i += 1
+        if i < n and 0x30 <= data[i] <= 0x39:
+            _refuse(where, "leading zero", i - 1)
+    else:
+        i = _digits(data, i, n, where)
+    if i < n and data[i] == 0x2E:  # .
+        i = _digits(data, i + 1, n, where)
+    if i < n and (data[i] | 0x20) == 0x65:  # e E
+        i += 1
+        if i < n and (data[i] == 0x2B or data[i] == 0x2D):
+            i += 1
+        i = _digits(data, i, n, where)
+    return i
+
+
+def _digits(data, i, n, where):
+    j = i
+    while j < n and 0x30 <= data[j] <= 0x39:
+        j += 1
+    if j == i:
+        _refuse(where, "expected a digit", i)
+    return j
+
+
+def _literal(data, i, n, word, where):
+    for k in range(len(word)):
+        if i + k >= n or data[i + k] != word[k]:
+            _refuse(where, "expected a value", i)
+    return i + len(word)
+
+
+def _join_pairs(data):
+    """data with each \\uD8xx\\uDCxx escape pair written as the character's 4 bytes of UTF-8.
+
+    MicroPython's json.loads makes two surrogates of a pair, text no other runtime reads
+    back; CPython's json.dumps writes every character above U+FFFF so. Only for checked
+    JSON, where a backslash is always inside a string.
+    """
+    out = bytearray()
+    i = last = 0
+    n = len(data)
+    while i < n:
+        if data[i] != 0x5C:
+            i += 1
+            continue
+        high = _hex4(data, i + 2, n) if data[i + 1] == 0x75 else -1
+        if high >> 10 != 0x36:  # not a high surrogate: \\, \" or another escape
+            i += 2
+            continue
+        cp = 0x10000 + ((high - 0xD800) << 10) + (_hex4(data, i + 8, n) - 0xDC00)
+        out += data[last:i]
+        out += bytes((0xF0 | cp >> 18, 0x80 | (cp >> 12) & 0x3F, 0x80 | (cp >> 6) & 0x3F, 0x80 | cp & 0x3F))
+        i = last = i + 12
+    out += data[last:]
+    return out
+
 
 def decode_json(body, where="body", containers=MAX_CONTAINERS):
-    """Parse a body (bytes, or on MicroPython a memoryview) into a JSON value.
+    """Parse a body (bytes, or on MicroPython a memoryview) into a JSON value; 422 unless it is strict JSON.
 
     containers: the most objects and arrays it may hold (bytes only; None: not counted).
+    Both runtimes refuse the same texts: _check_json decides, not the runtime's json.
     """
     if containers is not None and body.count(b"{") + body.count(b"[") > containers:  # in strings too: a bound
         raise ProtocolError(UNPROCESSABLE, "%s has more than %d objects and arrays" % (where, containers))
+    pairs = _check_json(body, where)
+    if MICROPYTHON and pairs:
+        body = _join_pairs(body)
     try:
-        # MicroPython parses the bytes where they are (no copy of the body) and refuses bad
-        # UTF-8 with UnicodeError; CPython would guess UTF-16 or -32 from bytes, so it gets text.
+        # MicroPython parses the bytes where they are (no copy of the body); CPython would
+        # guess UTF-16 or -32 from bytes, so it gets text (checked UTF-8: it decodes).
         return json.loads(body if MICROPYTHON else str(body, "utf-8"))
-    except UnicodeError:
-        raise ProtocolError(UNPROCESSABLE, "%s is not valid UTF-8" % where)
-    except ValueError:
-        raise ProtocolError(UNPROCESSABLE, "%s is not valid JSON" % where)
-    except RuntimeError:  # CPython: nesting deeper than the recursion limit
-        raise ProtocolError(UNPROCESSABLE, "%s is nested too deeply" % where)
+    except ValueError:  # CPython: an integer of more than 4300 digits
+        raise ProtocolError(UNPROCESSABLE, "%s holds a number too long to convert" % where)
 
 
 def encode_json(message):
