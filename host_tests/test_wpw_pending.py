@@ -11,17 +11,16 @@ token in the wallet and nothing is charged twice.
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 import pytest
 
 from network_things import CARD, CLIENT_KEY, ROOT, SERVICE_KEY, SERVICES, Things, free_port, udp_ports
+from relay import Relay
 
 WPW = os.path.join(os.path.dirname(sys.executable), "wpw")
 GATEWAY_TIMEOUT = 2  # the producer's, so a late gateway costs seconds, not tens of them
@@ -196,56 +195,8 @@ def test_ctrl_c_during_the_payment_exits_130_and_leaves_it_pending(market, home)
     assert len(charges(market, ref)) == 1
 
 
-class Relay:
-    """A TCP relay to the producer that holds each delivery end back for `hold` seconds."""
-
-    def __init__(self, port, hold):
-        self.port_to = port
-        self.hold = hold
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.held = threading.Event()  # an end is being held now
-        self.forwarded = threading.Event()  # and has gone on to the producer
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.port_to))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-
-    def _pump(self, source, sink, to_producer):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if to_producer and b"/delivery/end" in data:
-                    self.held.set()
-                    time.sleep(self.hold)
-                    sink.sendall(data)
-                    self.forwarded.set()
-                    continue
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.listener.close()
-
-
 def test_ctrl_c_during_a_delivery_leaves_it_to_resume_and_the_token_still_redeems(market, home):
-    relay = Relay(market["port"], hold=3)
+    relay = Relay(market["port"], hold=lambda: 3)
     try:
         address = "127.0.0.1:%d" % relay.port
         receipt = json.loads(wpw(market, home, "buy", address, "--service", "1", "--price", "1", "--units", "6",

@@ -8,7 +8,9 @@ runtime on the buying side. Settings come from a JSON object (--config
 FILE) whose keys are the options' names in camelCase ("producer",
 "serviceId"...); options given on the command line override it:
 
-    --action buy|scan      buy (the default), or only list the producers heard
+    --action buy|scan|resume
+                           buy (the default), only list the producers heard, or only
+                           settle what the wallet holds unresolved
     --producer HOST:PORT   buy from this producer; without it, discover one
     --prefix PATH          that producer's URL prefix (default "")
     --server-id ID         discovering: wait for this producer (default: the first heard)
@@ -26,12 +28,22 @@ FILE) whose keys are the options' names in camelCase ("producer",
                            in the config file "card" may also be that object
     --client-id ID         our clientID (default consumer-<6 random hex digits>)
     --timeout S            seconds to wait for any answer (default 10)
+    --payment-timeout S    seconds to wait for POST /payment (default 35: 3 x a producer's
+                           gateway timeout of 10 s + 5, as it may call its gateway three
+                           times before it answers); past it the payment is pending
+    --wallet FILE          keep the wallet in this journal: every payment and delivery is
+                           journalled before it is sent, and what a reset or kill left
+                           unresolved is settled first (same reference, same client token)
 
 Output: one JSON object per line on stdout, one per step ("discover",
 "select", "pay", "deliver"), then {"step": "summary", "ok": ..., "exit": N}.
 Exit codes, as the wpw command's: 0 ok, 1 refused by the producer or the
 gateway, 2 bad arguments or settings, 3 producer or gateway unreachable,
-4 payment declined, 5 a peer broke the protocol. The card number and CVC
+4 payment declined, 5 a peer broke the protocol, 6 a payment's outcome is
+not known (pending: the next run with the same --wallet settles it),
+130 interrupted. With --wallet, a "resume" record per settled purchase
+comes first; a "warning" record says a producer reports more units left
+than we count. The card number and CVC
 are never printed (the card shows as **** **** **** 1234); the delivery
 token is, as a receipt shows it: it is what the buyer paid for.
 
@@ -48,7 +60,7 @@ sys.path.append((__file__.rsplit("/", 1)[0] if "/" in __file__ else ".") + "/../
 
 from wpwithin import discovery  # noqa: E402
 from wpwithin.card import Card, mask_card  # noqa: E402
-from wpwithin.consumer_role import ConsumerRole, Producer, ProducerError  # noqa: E402
+from wpwithin.consumer_role import ConsumerRole, PaymentPending, Producer, ProducerError  # noqa: E402
 from wpwithin.errors import NotOffered, PeerError  # noqa: E402
 from wpwithin.gateway_client import GatewayClient  # noqa: E402
 from wpwithin.gateway_wire import GatewayError  # noqa: E402
@@ -65,7 +77,8 @@ except ImportError:  # CPython
     def ticks_diff(a, b):
         return a - b
 
-EXIT = {"ok": 0, "refused": 1, "usage": 2, "unreachable": 3, "declined": 4, "protocol": 5}
+EXIT = {"ok": 0, "refused": 1, "usage": 2, "unreachable": 3, "declined": 4, "protocol": 5, "pending": 6,
+        "interrupted": 130}
 
 # option -> (settings key, kind); kinds: "text", "int" (>= 1), "port" (1-65535), "path"
 OPTIONS = {
@@ -88,15 +101,18 @@ OPTIONS = {
     "--card": ("card", "path"),
     "--client-id": ("clientId", "text"),
     "--timeout": ("timeout", "int"),
+    "--payment-timeout": ("paymentTimeout", "int"),
+    "--wallet": ("wallet", "path"),
 }
 DEFAULTS = {
     "action": "buy", "producer": None, "urlPrefix": "", "serverId": None, "scanMs": 3000,
     "probeAddress": discovery.BROADCAST_ADDRESS, "broadcastPort": discovery.BROADCAST_PORT,
     "probePort": discovery.PROBE_PORT, "serviceId": None, "priceId": None, "units": None, "parts": 1,
     "purchases": 1, "gateway": None, "ca": None, "card": None, "clientId": None, "timeout": 10,
+    "paymentTimeout": 35, "wallet": None,
 }
-ACTIONS = ("buy", "scan")
-REQUIRED = {"buy": ("serviceId", "priceId", "units", "gateway", "card"), "scan": ()}
+ACTIONS = ("buy", "scan", "resume")
+REQUIRED = {"buy": ("serviceId", "priceId", "units", "gateway", "card"), "scan": (), "resume": ("wallet",)}
 
 
 class UsageError(ValueError):
@@ -207,13 +223,21 @@ def card_from(value):
     return card
 
 
-def consumer_role(s):
-    """(ConsumerRole, masked card number) for these settings: card read, gateway client made.
+def consumer_role(s, log=None):
+    """(ConsumerRole, masked card number) for these settings: card read, gateway client made, wallet loaded.
 
-    A scan needs neither card nor gateway: its role has none.
+    A scan needs neither card nor gateway, nor a resume: their roles have none.
     """
-    if s["action"] == "scan":
-        return ConsumerRole(s["clientId"] or "scanner", None, None, timeout=s["timeout"]), "****"
+    wallet = journal = None
+    if s["wallet"] and s["action"] != "scan":
+        from wpwithin.journal import FileJournal
+        from wpwithin.wallet import load
+
+        journal = FileJournal(s["wallet"])
+        wallet = load(journal)
+    if s["action"] != "buy":
+        return ConsumerRole(s["clientId"] or "scanner", None, None, timeout=s["timeout"], wallet=wallet,
+                            journal=journal, payment_timeout=s["paymentTimeout"], log=log), "****"
     ca = None
     if s["ca"]:
         try:
@@ -232,7 +256,8 @@ def consumer_role(s):
 
         client_id = "consumer-" + hexlify(urandom(3)).decode()
     card = card_from(s["card"])
-    return ConsumerRole(client_id, card, gateway, timeout=s["timeout"]), mask_card(card.number)
+    return ConsumerRole(client_id, card, gateway, timeout=s["timeout"], wallet=wallet, journal=journal,
+                        payment_timeout=s["paymentTimeout"], log=log), mask_card(card.number)
 
 
 # --- the steps ------------------------------------------------------------------------
@@ -255,6 +280,8 @@ class Shopper:
         self.units = 0
         self.server_id = None
         self.heard = None  # producers heard, for a scan
+        self.resumed = None  # outcomes of the wallet's resume: {outcome: count}
+        self.only_resume = False
 
     def _ms(self):
         return ticks_diff(ticks_ms(), self.started)
@@ -312,21 +339,40 @@ class Shopper:
         for session in split(purchase.remaining, min(parts, purchase.remaining)):
             end = await role.deliver(producer, purchase, session)
             self.emit({"step": "deliver", "units": session, "supplied": end["unitsJustSupplied"],
-                       "remaining": end["unitsRemaining"]})
+                       "remaining": purchase.remaining, "producerSays": end["unitsRemaining"]})
         self.purchases += 1
         self.paid += receipt["totalPaid"]
         self.units += total["unitsToSupply"]
         return purchase
 
+    async def resume(self):
+        """Settle what the wallet holds unresolved; one "resume" record per purchase."""
+        self.resumed = {}
+        for entry, outcome, message in await self.role.resume():
+            self.resumed[outcome] = self.resumed.get(outcome, 0) + 1
+            record = {"step": "resume", "paymentReferenceID": entry.ref, "outcome": outcome, "message": message}
+            if outcome == "failed":
+                record["maybeCharged"] = entry.maybe_charged
+            self.emit(record)
+
     async def run(self, s):
         if s["action"] == "scan":
             await self.scan(s)
+            return
+        if self.role.wallet is not None:
+            await self.resume()
+        if s["action"] == "resume":
+            self.only_resume = True
             return
         producer = await self.find(s)
         for _ in range(s["purchases"]):
             await self.purchase(producer, s["serviceId"], s["priceId"], s["units"], s["parts"])
 
     def summary(self):
+        if self.only_resume:
+            left = self.resumed.get("pending", 0)
+            return {"step": "summary", "ok": not left, "exit": EXIT["pending"] if left else EXIT["ok"],
+                    "resumed": self.resumed, "ms": self._ms()}
         if self.heard is not None:
             return {"step": "summary", "ok": True, "exit": EXIT["ok"], "heard": self.heard, "ms": self._ms()}
         return {"step": "summary", "ok": True, "exit": EXIT["ok"], "purchases": self.purchases,
@@ -338,6 +384,9 @@ def outcome(exc):
     """(kind, message, producer's HTTP status or None) for a failure; kind is a key of EXIT."""
     if isinstance(exc, UsageError):
         return "usage", str(exc), None
+    if isinstance(exc, PaymentPending):
+        return "pending", "payment %s is pending (%s); run again with the same --wallet to settle it" % (
+            exc.ref, exc.reason), None
     if isinstance(exc, ProducerError):
         kind = "declined" if exc.status == 402 else "refused"
         return kind, "the producer answered %d: %s" % (exc.status, exc.message), exc.status
@@ -371,15 +420,15 @@ def main(argv):
     if "-h" in argv[1:] or "--help" in argv[1:]:
         sys.stdout.write(usage())
         return EXIT["ok"]
-    shopper = None
+    shopper = role = None
     try:
         s = settings(argv[1:])
-        role, card_shown = consumer_role(s)
+        role, card_shown = consumer_role(s, lambda text: emit({"step": "warning", "message": text}))
         shopper = Shopper(role, emit, card_shown)
         asyncio.run(shopper.run(s))
     except KeyboardInterrupt:
-        emit({"step": "summary", "ok": False, "exit": EXIT["refused"], "error": "interrupted"})
-        return EXIT["refused"]
+        emit({"step": "summary", "ok": False, "exit": EXIT["interrupted"], "error": "interrupted"})
+        return EXIT["interrupted"]
     except Exception as exc:
         found = outcome(exc)
         if found is None:
@@ -392,8 +441,12 @@ def main(argv):
             record["purchases"] = shopper.purchases
         emit(record)
         return EXIT[kind]
-    emit(shopper.summary())
-    return EXIT["ok"]
+    finally:
+        if role is not None and role.journal is not None:
+            role.journal.close()
+    summary = shopper.summary()
+    emit(summary)
+    return summary["exit"]
 
 
 if __name__ == "__main__":
