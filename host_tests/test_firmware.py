@@ -52,7 +52,7 @@ def test_a_purchase_against_firmware_booted_from_the_image(vboards, firmware, ga
     assert bought["totalPaid"] == 90 and bought["serverID"] == "vboard-%d" % port
     redeemed = wpw("redeem", bought["token"][:8], "--units", "1", "--wallet", wallet)
     assert redeemed["remaining"] == 2
-    assert gateway.ledger.orders_by_customer_order_code(bought["paymentReferenceID"])[0]["status"] == "SUCCESS"
+    assert gateway.ledger.orders_by_customer_order_code(bought["paymentReferenceID"] + ".1")[0]["status"] == "SUCCESS"
 
     # Over the serial REPL: Ctrl-C stops the app, and the state is there to read.
     state = board.snapshot()

@@ -78,6 +78,16 @@ class ProducerProcess:
         self.proc.wait()
 
 
+def open_payments(path):
+    """References the journal shows being paid, read without touching the live file."""
+    ledger = Ledger(max_orders=4096)
+    with open(path, "rb") as f:
+        for line in f:
+            if line.endswith(b"\n"):
+                ledger.apply(json.loads(line[9:]))
+    return [order.ref for order in ledger.unresolved()]
+
+
 async def shopper(name, producer, gateway, stop, tally):
     role = ConsumerRole(name, CARD, gateway, timeout=3)
     while not stop.is_set():
@@ -126,7 +136,11 @@ def test_kills_lose_no_paid_units_and_charge_nothing_twice(tmp_path):
             stop.set()
             shop_thread.join(60)
         sim.faults.clear()
-        time.sleep(1.0)  # the last start resolves what the kills left unsettled
+        # The last start settles what the kills left open (a search, maybe a resend of the same
+        # token): wait until its journal holds no payment in flight, then stop it.
+        deadline = time.monotonic() + 30
+        while open_payments(tmp_path / "ledger.journal") and time.monotonic() < deadline:
+            time.sleep(0.2)
         producer_process.kill()
 
         journal = FileJournal(str(tmp_path / "ledger.journal"))

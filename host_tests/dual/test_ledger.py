@@ -186,6 +186,13 @@ def test_each_attempt_has_its_own_code_and_a_declined_token_is_not_tried_again()
     assert Ledger.replay(ledger.records()).snapshot() == ledger.snapshot()  # compaction keeps the count
 
 
+def test_a_failure_reason_is_kept_short_and_printable_so_its_record_fits_a_journal_line():
+    ledger = quoted()
+    ledger.start_payment("r1", NOW, "TEST_SU_1")
+    record = ledger.failed("r1", "Refus\u00e9 \"par\" l'\u00e9metteur\n" * 20)
+    assert record[2].startswith("Refus? ?par? l'?metteur?Refus") and len(record[2]) == 100
+
+
 def test_a_paid_order_answers_only_the_client_token_that_paid_it():
     ledger = quoted()
     ledger.start_payment("r1", NOW, "TEST_SU_1")

@@ -51,7 +51,7 @@ def parse_order_response(obj):
     def parse(o):
         f = wire.fields(o, "order response")
         return {
-            "orderCode": wire.get_str(f, "orderCode"),
+            "orderCode": wire.get_str(f, "orderCode", printable=True),  # journalled: fits a line
             "amount": wire.get_int(f, "amount", 0, wire.MAX_AMOUNT),
             "currencyCode": wire.get_currency(f, "currencyCode"),
             "paymentStatus": wire.get_str(f, "paymentStatus", 32),

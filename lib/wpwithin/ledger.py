@@ -335,6 +335,8 @@ class Ledger:
     def failed(self, ref, reason):
         if self.orders[ref].state != PAYING:
             raise ValueError("only an order being paid can fail")
+        # Whatever the gateway said, the record fits a journal line: printable ASCII, 100 at most.
+        reason = "".join(c if " " <= c <= "~" and c not in "\"\\" else "?" for c in reason[:100])
         return self._do(["f", ref, reason])
 
     def unresolved(self):
