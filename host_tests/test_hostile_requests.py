@@ -172,9 +172,13 @@ def post(port, path, body):
     return answers[0]
 
 
-def test_both_producers_answer_422_to_every_body_that_is_not_strict_json(market, cpython_producer):
+@pytest.fixture(scope="module")
+def micropython_producer(market):
     things, sim = market
-    micropython_producer = things.producer("strict-micropython", "micropython", sim.url, sim.ca_path, *udp_ports(2))
+    return things.producer("strict-micropython", "micropython", sim.url, sim.ca_path, *udp_ports(2))
+
+
+def test_both_producers_answer_422_to_every_body_that_is_not_strict_json(cpython_producer, micropython_producer):
     for body, what in hostile.NOT_STRICT_JSON:
         for producer in (cpython_producer, micropython_producer):
             status, answer = post(producer["port"], "/service/1/requestTotal", body)
@@ -190,3 +194,12 @@ def test_both_producers_answer_422_to_every_body_that_is_not_strict_json(market,
         journal = f.read()
     journal.decode("utf-8")  # strict: a surrogate written as UTF-8 would raise here
     assert "car-\U0001F697".encode() in journal or b"car-\\ud83d\\ude97" in journal
+
+
+def test_both_producers_answer_head_on_a_get_route_as_get_without_the_body(cpython_producer, micropython_producer):
+    for producer in (cpython_producer, micropython_producer):
+        get, _ = exchange(producer["port"], b"GET /service/discover HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        for path, status in (("/service/discover", 200), ("/service/1/prices", 200), ("/payment", 405)):
+            answers, _ = exchange(producer["port"], b"HEAD %s HTTP/1.1\r\nHost: h\r\n\r\n" % path.encode())
+            assert answers == [(status, None)], (path, answers)
+        assert get[0][0] == 200 and get[0][1]["services"], get

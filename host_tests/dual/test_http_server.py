@@ -215,6 +215,26 @@ def test_head_gets_the_head_only():
     serve(test)
 
 
+def test_head_is_answered_as_get_without_the_body():
+    # RFC 9110 9.3.2: the status and Content-Length a GET would get, and no body; the handler
+    # sees GET, so a producer's GET routes answer HEAD with 200 and its POST routes with 405.
+    async def test(server):
+        status, _, body = await request("GET", HOST, server.port, "/h")
+        assert status == 200 and json.loads(body)["method"] == "GET"
+        reader, writer = await opened(server.port)
+        writer.write(b"HEAD /h HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        got = b""
+        while True:
+            chunk = await read_some(reader)
+            if not chunk:
+                break
+            got += chunk
+        await shut(writer)
+        assert got == http1.response_head(200, len(body), True), got
+    serve(test)
+
+
 def test_expect_100_continue_gets_continue_then_the_answer():
     async def test(server):
         reader, writer = await opened(server.port)

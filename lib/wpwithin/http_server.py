@@ -5,8 +5,9 @@ async handler `handler(method, path, headers, body) -> (status, body_bytes)`
 (which decides). Keeps connections alive (HTTP/1.1 default; "Connection:
 close" and HTTP/1.0 close), answers every refusal with the reference's JSON
 error body and closes, answers a failing handler with 500 and keeps
-serving. Never parses HTTP itself, never routes, never logs a header,
-body or query string (they may hold keys and tokens).
+serving. A HEAD request is handed to the handler as GET and answered
+without the body. Never parses HTTP itself, never routes, never logs a
+header, body or query string (they may hold keys and tokens).
 
 Theory of operation:
 
@@ -375,7 +376,8 @@ class Server:
                 return
             method, path, headers = head
             try:
-                status, out = await self.handler(method, path, headers, body)
+                # HEAD is GET without the body (RFC 9110 9.3.2): same status, same Content-Length.
+                status, out = await self.handler("GET" if method == "HEAD" else method, path, headers, body)
                 if type(status) is not int or not 200 <= status <= 599 or not isinstance(out, (bytes, bytearray)):
                     raise TypeError("handler must return (status 200-599, bytes)")
             except ProtocolError as exc:
