@@ -156,3 +156,25 @@ def test_signature_may_be_null_as_the_reference_sends_it():
     token = dict(TOKEN)
     token["signature"] = None
     assert wire.parse_delivery_token(token)["signature"] is None
+
+
+def test_scrub_hides_card_numbers_and_gateway_tokens_and_keys():
+    cases = [
+        ("TKN_EXPIRED Token TEST_SU_8b1f-42aa has already been used", "TKN_EXPIRED Token [hidden] has already been used"),
+        ("card 4444333322221111 declined", "card [hidden] declined"),
+        ("card 4444 3333 2222 1111.", "card [hidden]."),
+        ("4444-3333-2222-1111", "[hidden]"),
+        ("123456789012", "[hidden]"),  # 12 digits: hidden
+        ("T_S_22222222-2222-4222-8222-222222222222 is not authorised", "[hidden] is not authorised"),
+        ('{"clientKey":"T_C_11111111-1111"}', '{"clientKey":"[hidden]"}'),
+        ("xTEST_SU_abc!", "x[hidden]!"),
+        ("caf\u00e9 \u20ac 99990000111122 \u20ac", "caf\u00e9 \u20ac [hidden] \u20ac"),
+    ]
+    for text, scrubbed in cases:
+        assert wire.scrub(text) == scrubbed, (text, wire.scrub(text))
+
+
+def test_scrub_keeps_what_is_no_secret():
+    for text in ("", "Refused by the card issuer", "order 12345678901 (11 digits)", "2026-12-04T10:00:00Z",
+                 "amount 300 GBP", "TEST T_ T_X_ TEST_S", "12 34 56", "caf\u00e9 \u20ac"):
+        assert wire.scrub(text) == text, text

@@ -292,6 +292,63 @@ def encode_json(message):
     return json.dumps(message).encode()
 
 
+
+# --- text from a gateway ---------------------------------------------------------
+
+_SECRET_PREFIXES = (b"TEST_SU_", b"T_S_", b"T_C_")  # tokens, service keys, client keys
+_HIDDEN = b"[hidden]"
+
+
+def _word_byte(c):
+    return 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 95 or c == 45  # 0-9 A-Z a-z _ -
+
+
+def scrub(text):
+    """`text` with card-number-like digits and gateway tokens and keys replaced by "[hidden]".
+
+    For a gateway's message before it reaches a consumer or a log: it may echo the token
+    or card number it was sent. Hidden: a run of 12 or more digits, counted across single
+    spaces or dashes ("4444 3333 2222 1111"), and a word from TEST_SU_, T_S_ or T_C_ on.
+    """
+    data = text.encode()
+    n = len(data)
+    out = bytearray()
+    i = last = 0  # data[last:i] is kept as it is
+    while i < n:
+        c = data[i]
+        if c == 84 and (data.startswith(_SECRET_PREFIXES[0], i) or data.startswith(_SECRET_PREFIXES[1], i)
+                        or data.startswith(_SECRET_PREFIXES[2], i)):  # "T"
+            j = i
+            while j < n and _word_byte(data[j]):
+                j += 1
+        elif 48 <= c <= 57:
+            j = end = i  # data[i:end] holds the digits counted so far
+            digits = 0
+            while j < n:
+                if 48 <= data[j] <= 57:
+                    digits += 1
+                    j += 1
+                    end = j
+                elif (data[j] == 32 or data[j] == 45) and j + 1 < n and 48 <= data[j + 1] <= 57:
+                    j += 1
+                else:
+                    break
+            j = end
+            if digits < 12:
+                i = j
+                continue
+        else:
+            i += 1
+            continue
+        out += data[last:i]
+        out += _HIDDEN
+        i = last = j
+    if not last:
+        return text
+    out += data[last:]
+    return str(out, "utf-8")
+
+
 # --- field access -----------------------------------------------------------
 
 def fields(obj, where="body"):
