@@ -151,3 +151,11 @@ def test_the_check_allocates_nothing_on_micropython():
         finally:
             micropython.heap_unlock()
         assert pairs == 0
+
+
+def test_a_gateway_answer_goes_through_the_same_check():
+    from wpwithin import gateway_client
+    answer, problem = gateway_client._decoded(memoryview(b'{"paymentStatus": "SUCCESS",}'))
+    assert answer is None and problem == "gateway answer is not valid JSON: unexpected } at byte 28", problem
+    answer, problem = gateway_client._decoded(memoryview(b'{"name": "\\ud83d\\ude97"}'))
+    assert answer == {"name": "\U0001F697"} and problem is None
