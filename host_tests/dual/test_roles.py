@@ -98,7 +98,7 @@ def make_thing(name, gateway_url, producer=False, consumer=False, network=None):
         "device": {"serverId": name, "description": "Thing " + name}, "network": net,
         "gateway": {"url": gateway_url},
         "producer": {"enabled": producer, "journal": folder + "/ledger.journal", "services": SERVICES},
-        "consumer": {"enabled": consumer}})
+        "consumer": {"enabled": consumer, "wallet": folder + "/wallet.journal"}})
     secrets = check_secrets({"merchantClientKey": CLIENT_KEY, "merchantServiceKey": "T_S_service-key-of-" + name,
                        "tokenSigningSecret": "%064x" % len(name), "card": CARD}, config)
     return Thing(config, secrets, HostBoard(HOST, folder + "/board-id"))

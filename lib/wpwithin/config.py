@@ -31,7 +31,7 @@ DEFAULTS = {
     "gateway": {"url": "https://api.worldpay.com/v1", "ca": None, "timeout": 10},
     "producer": {"enabled": False, "tokenLifetime": 7 * 86400, "refundOnExpiry": False,
                  "journal": "ledger.journal", "maxOrders": 32, "deliveryTimeout": 600, "services": []},
-    "consumer": {"enabled": False, "clientId": None},
+    "consumer": {"enabled": False, "clientId": None, "wallet": "wallet.journal"},
 }
 
 
@@ -163,6 +163,8 @@ def check(obj):
     producer = cfg.producer
     _check(producer["enabled"], bool, "config.producer.enabled")
     _check(cfg.consumer["enabled"], bool, "config.consumer.enabled")
+    if cfg.consumer["enabled"]:
+        _check(cfg.consumer["wallet"], str, "config.consumer.wallet", 1, 128)
     if producer["enabled"]:
         _check(producer["tokenLifetime"], int, "config.producer.tokenLifetime", 60, 366 * 86400)
         _check(producer["refundOnExpiry"], bool, "config.producer.refundOnExpiry")

@@ -299,6 +299,14 @@ class ConsumerRole:
                 results.append((entry, "pending", "a peer broke the protocol: %s" % exc))
         return results
 
+    async def keep_resuming(self, every=30):
+        """Resume until nothing is unresolved, every `every` seconds (a board's task at start), logging each outcome."""
+        while self.wallet.unresolved():
+            for entry, outcome, message in await self.resume():
+                self.log("wallet: %s %s: %s" % (entry.ref, outcome, message))
+            if self.wallet.unresolved():
+                await asyncio.sleep(every)
+
     async def _end_again(self, producer, entry):
         purchase = entry.purchase()
         received = entry.ending

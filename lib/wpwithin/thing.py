@@ -43,6 +43,7 @@ class Thing:
         self.tasks = []
         self.discovery_tasks = []
         self.journal = None
+        self.wallet_journal = None  # the consumer's wallet
         self.heap_report = None
         self._spawn = spawn or (lambda name, factory: asyncio.create_task(factory()))
 
@@ -53,13 +54,18 @@ class Thing:
         if self.config.producer["enabled"]:
             await self._start_producer()
         if self.config.consumer["enabled"]:
-            from wpwithin.consumer_role import ConsumerRole  # not in producer-only images
+            from wpwithin import wallet  # not in producer-only images
+            from wpwithin.consumer_role import ConsumerRole, payment_wait
 
+            # The wallet on flash: what a reset cut off is settled at start (same reference, same token).
+            self.wallet_journal = FileJournal(self.config.consumer["wallet"])
+            timeout = self.config.gateway["timeout"]
             self.consumer = ConsumerRole(
                 self.config.consumer["clientId"] or self.server_id + "-consumer", self._secrets.card,
-                GatewayClient(self.config.gateway["url"], ca=self.gateway_ca,
-                              timeout=self.config.gateway["timeout"]),
-                timeout=self.config.gateway["timeout"])
+                GatewayClient(self.config.gateway["url"], ca=self.gateway_ca, timeout=timeout),
+                timeout=timeout, wallet=wallet.load(self.wallet_journal), journal=self.wallet_journal,
+                payment_timeout=payment_wait(timeout), log=self.log)
+            self.tasks.append(self._spawn("wallet resume", self.consumer.keep_resuming))
         if self.config.network["debugHeap"]:
             from wpwithin.heap_report import HeapReport  # debugging only: not loaded unless turned on
 
@@ -136,6 +142,8 @@ class Thing:
             await self.server.wait_closed()
         if self.journal is not None:
             self.journal.close()
+        if self.wallet_journal is not None:
+            self.wallet_journal.close()
 
     def status(self):
         """Roles, address, services, open orders and units left, last errors: no secrets."""
