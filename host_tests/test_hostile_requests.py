@@ -10,6 +10,8 @@ HTTP/1.1 responses with JSON bodies, errors in the reference's shape; an
 empty answer (the producer closed) is allowed. Afterwards the producer is
 still running, logged no handler failure, still sells to an honest
 consumer, and its heap is back within 1 KB of where it was before.
+Last, a CPython and a MicroPython producer give the same 422 to each body
+that is not strict JSON (hostile.NOT_STRICT_JSON) and answer HEAD as GET.
 """
 import asyncio
 import collections
