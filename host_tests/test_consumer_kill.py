@@ -139,7 +139,11 @@ def test_consumer_kills_lose_no_paid_token_or_unit_and_charge_nothing_twice(tmp_
             tally = {"killed": 0, "finished": 0, "exits": {}}
             seen_pending, seen_open = set(), set()  # payments left pending, deliveries left open by a kill
             starts = (buyers.wpw_buy, buyers.wpw_redeem, buyers.micropython, buyers.wpw_redeem)
-            for kill in range(KILLS):
+            runs = 0
+            while tally["killed"] < KILLS:  # kills that landed: a run that ends first does not count
+                kill = runs
+                runs += 1
+                assert runs <= 3 * KILLS, "runs end before the kills land: %s" % tally
                 sim.faults.clear()
                 if kill % 2 == 0:  # the answer crawls out after the charge is committed
                     sim.faults.add(parse_fault_spec("orders:trickle:0.05"))
@@ -227,4 +231,3 @@ def test_consumer_kills_lose_no_paid_token_or_unit_and_charge_nothing_twice(tmp_
               % (tally["killed"], len(seen_pending), len(seen_open), tally["finished"],
                  tally["exits"], len(charged), paid, failed, units_received, resumed))
         assert paid > KILLS // 4  # purchases did go on between the kills
-        assert tally["killed"] > KILLS // 2  # and most runs were cut off
