@@ -8,12 +8,14 @@ producer holds back delivery ends, so a Ctrl-C lands while one is in
 flight. Afterwards the gateway's ledger is read: every charge has its
 token in the wallet and nothing is charged twice.
 """
+import asyncio
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -21,6 +23,9 @@ import pytest
 
 from network_things import CARD, CLIENT_KEY, ROOT, SERVICE_KEY, SERVICES, Things, free_port, udp_ports
 from relay import Relay
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dual"))
+from scripted_producer import Seller  # noqa: E402  (a Go SDK-like producer, as the dual tests use it)
 
 WPW = os.path.join(os.path.dirname(sys.executable), "wpw")
 GATEWAY_TIMEOUT = 2  # the producer's, so a late gateway costs seconds, not tens of them
@@ -250,3 +255,41 @@ def test_a_second_wpw_on_the_same_wallet_is_told_to_wait(market, home):
         proc = wpw(market, home, "tokens", check=2)
     assert "another wpw is using the wallet" in proc.stderr
     wpw(market, home, "tokens", check=0)
+
+
+def test_redeeming_in_three_parts_from_a_go_sdk_producer_completes_with_one_warning(tmp_path):
+    """Its unitsRemaining is "bought minus this session": the wallet keeps its own count and says so once."""
+    seller = Seller(go_sdk=True)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serve():
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(seller.server.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        assert started.wait(WAIT)
+        market = {"url": "http://127.0.0.1:%d/v1" % seller.server.port, "card": str(tmp_path / "card.json")}
+        (tmp_path / "card.json").write_text(json.dumps(CARD))
+        home = tmp_path / "home"
+        receipt = json.loads(wpw(market, home, "buy", "127.0.0.1:%d" % seller.server.port, "--service", "1",
+                                 "--price", "1", "--units", "3", "--json", check=0).stdout)
+        proc = wpw(market, home, "redeem", receipt["token"][:8], "--units", "3", "--parts", "3", "--json", check=0)
+        assert json.loads(proc.stdout)["sessions"] == [{"supplied": 1, "remaining": 2}, {"supplied": 1, "remaining": 1},
+                                                       {"supplied": 1, "remaining": 0}]
+        assert proc.stderr.count("reports 2 units left") == 1 and "keeping 1" in proc.stderr
+        (held,) = tokens(market, home)
+        assert held["remaining"] == 0 and seller.delivered[receipt["paymentReferenceID"]] == 3
+        proc = wpw(market, home, "redeem", receipt["token"][:8], "--units", "1", check=1)
+        assert "0 units left" in proc.stderr
+    finally:
+        async def close():
+            seller.server.close()
+            await seller.server.wait_closed()
+        asyncio.run_coroutine_threadsafe(close(), loop).result(WAIT)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

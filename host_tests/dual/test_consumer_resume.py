@@ -1,35 +1,29 @@
 """The consumer's journal over real sockets: pending payments, interrupted deliveries, resume, a Go SDK producer.
 
-A scripted producer stand-in (our HTTP server on 127.0.0.1, also
-answering the gateway's POST /v1/tokens) is told per test what its next
-payment or end answers: an error status, a stall past the consumer's
-timeout, or an end processed whose answer never comes. With go_sdk it
-behaves as the original Go SDK producer does: unitsRemaining is "bought
-minus this session" and errors carry HTTPStatusCode 0. The last test buys
+A scripted producer stand-in (scripted_producer.Seller) is told per test
+what its next payment or end answers: an error status, a stall past the
+consumer's timeout, or an end processed whose answer never comes; with
+go_sdk it answers as the original Go SDK producer does. The last test buys
 from a real Thing whose gateway takes its time, and cuts the payment off
 mid-charge. Each test runs its own asyncio.run() and closes what it opened.
 """
 import asyncio
-import json
 import os
 import sys
 from binascii import hexlify
 
-from test_roles import CARD_OBJECT, HOST, GatewayStandIn, address, make_thing, remove_folders
+from scripted_producer import HOST, Seller
+from test_roles import CARD_OBJECT, GatewayStandIn, address, make_thing, remove_folders
 
-from wpwithin import wire
 from wpwithin.consumer_role import (
     ConsumerRole, PaymentPending, Producer, ProducerError, definite, maybe_charged, payment_wait)
 from wpwithin.gateway_client import GatewayClient
-from wpwithin.http_server import Server
 from wpwithin.journal import FileJournal
 from wpwithin.net_errors import NetError
 from wpwithin.wallet import FAILED, PAID, PENDING, load
 
 DIR = "/tmp/wpw-resume-%s-%s" % (sys.implementation.name, hexlify(os.urandom(4)).decode())
 NOW = 1795737600
-SERVER_ID = "scripted-charger"
-TOKEN_EXPIRY = "2099-01-01T00:00:00Z"
 
 
 def journal_path(name):
@@ -44,76 +38,6 @@ def journal_path(name):
         except OSError:
             pass
     return path
-
-
-class Seller:
-    """A producer stand-in that does what each test scripts; it counts what it supplied as a producer does."""
-
-    def __init__(self, go_sdk=False):
-        self.go_sdk = go_sdk
-        self.server = Server(self.handle, HOST, 0, max_connections=8)
-        self.pay_script = []  # next payment answers: an int status, or a float: seconds to stall, then 200
-        self.end_script = []  # next end answers: "lost" (counted, answer stalls)
-        self.payments = []  # (ref, clientToken) of every POST /payment
-        self.tokens_made = 0
-        self.orders = {}  # ref -> units bought
-        self.paid = {}  # ref -> client token that paid
-        self.delivered = {}  # ref -> units counted as supplied
-        self.in_flight = {}
-
-    def address(self):
-        return Producer(HOST, self.server.port)
-
-    def error(self, status, message):
-        return status, wire.encode_json(wire.error(0 if self.go_sdk else status, message))
-
-    def ok(self, obj):
-        return 200, wire.encode_json(obj)
-
-    async def handle(self, method, path, headers, body):
-        req = json.loads(body) if body else None
-        if path == "/v1/tokens":
-            self.tokens_made += 1
-            return self.ok({"token": "TEST_SU_%04d" % self.tokens_made, "reusable": False,
-                            "paymentMethod": {"type": "ObfuscatedCard", "maskedCardNumber": "**** 1111"}})
-        if path == "/service/discover":
-            return self.ok(wire.service_list(SERVER_ID, [wire.service_entry(1, "Charge", "kWh")]))
-        if path == "/service/1/prices":
-            return self.ok(wire.price_list(SERVER_ID, [wire.price_entry(1, "per kWh", 30, "GBP", 1, "kWh")]))
-        if path == "/service/1/requestTotal":
-            ref = "ref-%d" % (len(self.orders) + 1)
-            units = req["selectedNumberOfUnits"]
-            self.orders[ref] = units
-            return self.ok(wire.total_response(SERVER_ID, req["clientID"], 1, units, units * 30, "GBP", ref,
-                                               "T_C_key"))
-        if path == "/payment":
-            ref, token = req["paymentReferenceID"], req["clientToken"]
-            self.payments.append((ref, token))
-            step = self.pay_script.pop(0) if self.pay_script else 200
-            if isinstance(step, float):
-                await asyncio.sleep(step)
-            elif step != 200:
-                return self.error(step, "scripted answer %d" % step)
-            self.paid.setdefault(ref, token)
-            return self.ok(wire.payment_response(SERVER_ID, req["clientID"], self.orders[ref] * 30,
-                                                 self.token(ref)))
-        ref = req["serviceDeliveryToken"]["key"]
-        if path == "/service/1/delivery/begin":
-            self.in_flight[ref] = req["unitsToSupply"]
-            return self.ok(wire.begin_response(SERVER_ID, req["clientID"], self.token(ref), req["unitsToSupply"]))
-        if path == "/service/1/delivery/end":
-            if not self.in_flight.get(ref):
-                return self.error(409, "no delivery in progress on this token; begin one first")
-            just = min(req["unitsReceived"], self.in_flight.pop(ref))
-            self.delivered[ref] = self.delivered.get(ref, 0) + just
-            left = self.orders[ref] - (just if self.go_sdk else self.delivered[ref])
-            if self.end_script and self.end_script.pop(0) == "lost":
-                await asyncio.sleep(5.0)
-            return self.ok(wire.end_response(SERVER_ID, req["clientID"], self.token(ref), just, left))
-        return self.error(404, "no such route")
-
-    def token(self, ref):
-        return wire.delivery_token(ref, "2026-11-27T00:00:00Z", TOKEN_EXPIRY, False, None)
 
 
 def role_with_wallet(seller, path, **kwargs):
@@ -181,7 +105,7 @@ def test_a_payment_without_an_answer_is_pending_and_resume_sends_the_same_refere
         assert seller.tokens_made == 1  # the card went to the gateway once
         assert await role.resume() == []
         role, _ = reopen(role, seller, path)
-        assert [e.key for e in role.wallet.tokens()] == ["ref-1"]
+        assert [e.key for e in role.wallet.tokens()] == ["token-ref-1"]
         role.journal.close()
     run(test)
 

@@ -456,6 +456,9 @@ def resumable(args):
     w = args.wallet_file
     if w is None or not w.wallet.unresolved():
         return ""
+    entry = w.wallet.entries.get(args.paying) if args.paying else None
+    if entry is not None and entry.state == PENDING:
+        return "; payment %s is pending: %s" % (entry.ref, PENDING_NEXT)
     return "; the wallet keeps what was under way: `wpw pending` lists it, `wpw resume` settles it"
 
 
