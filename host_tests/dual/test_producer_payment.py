@@ -50,6 +50,8 @@ class Gateway:
         action = self.script.pop(0) if self.script else "pay"
         if action in ("TKN_EXPIRED", "UNAUTHORIZED"):
             raise GatewayError(400 if action == "TKN_EXPIRED" else 401, action, "refused")
+        if action == "TKN_NOT_FOUND":  # the gateway's message echoes the token
+            raise GatewayError(400, action, "Token %s not found" % request["token"])
         if action == "timeout-before-commit":
             raise HttpTimeout("gateway read timed out")
         if action == "5xx":
@@ -176,6 +178,17 @@ def test_token_refused_by_the_gateway_is_402_and_merchant_keys_refused_is_500():
         status, body = await call(role, "POST", "/payment", pay(ref, "TEST_SU_2"))
         assert status == 500 and "T_S_" not in body["message"] and "merchant" in body["message"]
         assert gateway.orders == []
+    run(main())
+
+
+def test_a_gateway_message_that_echoes_the_token_is_not_passed_on():
+    async def main():
+        role, gateway, _ = setup()
+        ref = await quote(role)
+        gateway.script = ["TKN_NOT_FOUND"]
+        status, body = await call(role, "POST", "/payment", pay(ref, "TEST_SU_4444333322221111"))
+        assert status == 402 and "TKN_NOT_FOUND" in body["message"], body
+        assert "TEST_SU_" not in body["message"] and "4444333322221111" not in body["message"]
     run(main())
 
 

@@ -8,7 +8,8 @@ paymentReferenceID wait for the attempt in flight and get its result; a
 gateway that does not answer leaves the order PAYING until resolve() asks
 the gateway what happened. Hooks run as tasks with a time limit, so a slow
 or failing hook never holds up or breaks the protocol. Never logs the
-client token, card data or the service key.
+client token, card data or the service key: what the gateway says goes
+through wire.scrub() before it is logged, journalled or answered.
 """
 import asyncio
 
@@ -177,12 +178,12 @@ class ProducerRole:
             # The gateway refused this attempt's request itself: nothing was charged by it.
             self._write([self.core.ledger.failed(order.ref, exc.custom_code)])
             if exc.custom_code == "UNAUTHORIZED":
-                self._remember("the gateway refused this producer's merchant keys: %s" % exc.message)
+                self._remember("the gateway refused this producer's merchant keys: %s" % wire.scrub(exc.message))
                 raise ProtocolError(INTERNAL, "the producer cannot take payments now (merchant account refused)")
             raise ProtocolError(PAYMENT_DECLINED, "gateway refused the payment: %s %s"
-                                % (exc.custom_code, exc.message))
+                                % (exc.custom_code, wire.scrub(exc.message)))
         except (NetError, PeerError) as exc:
-            return await self._unknown(order, str(exc))
+            return await self._unknown(order, wire.scrub(str(exc)))
         if self._outcome(order, result):
             return self.core.payment_response(order)
         raise ProtocolError(PAYMENT_DECLINED, "payment declined: %s" % order.failure)
@@ -204,7 +205,8 @@ class ProducerRole:
             self._write([record])
             self._fire(self.hooks.payment_received(order.service_id, order.units, order.total))
             return True
-        self._write([self.core.ledger.failed(order.ref, result["paymentStatusReason"] or result["paymentStatus"])])
+        reason = wire.scrub(result["paymentStatusReason"] or result["paymentStatus"])
+        self._write([self.core.ledger.failed(order.ref, reason)])
         return False
 
     async def _settle(self, order):
@@ -230,7 +232,7 @@ class ProducerRole:
                 return
             self._outcome(order, result)
         except (NetError, GatewayError, PeerError) as exc:
-            self.log("payment %s: outcome still unknown (%s)" % (order.ref, exc))
+            self.log("payment %s: outcome still unknown (%s)" % (order.ref, wire.scrub(str(exc))))
             raise ProtocolError(GATEWAY_TIMEOUT, "payment outcome unknown (the gateway is not answering); retry "
                                 "with the same paymentReferenceID and clientToken: it will not be charged twice")
 
@@ -302,7 +304,7 @@ class ProducerRole:
                 try:
                     await self._refund(order, owed)
                 except (NetError, GatewayError, PeerError) as exc:
-                    self._remember("refund of %s failed (%s); will retry" % (order.ref, exc))
+                    self._remember("refund of %s failed (%s); will retry" % (order.ref, wire.scrub(str(exc))))
                     continue
             self._write([ledger.drop(order.ref)])
 
