@@ -133,18 +133,36 @@ def test_replay_rebuilds_the_same_wallet_and_compaction_keeps_what_matters():
 
     again = Wallet.replay(records)
     assert state(again) == state(w)
-    compacted = Wallet.replay(w.records())
+    compacted = Wallet.replay(w.records(), keep_used=1000)
     kept = dict((e.ref, e) for e in compacted.entries.values())
-    assert sorted(kept) == ["ref-1", "ref-2", "ref-4"]  # no declined payment, no bare quote
     for ref in kept:
         e, o = kept[ref], w.entries[ref]
         assert (e.state, e.received, e.remaining, e.in_flight, e.warned, e.client_token) == \
             (o.state, o.received, o.remaining, o.in_flight, o.warned, o.client_token)
     assert [e.ref for e in compacted.unresolved()] == ["ref-1", "ref-4"]
+    assert sorted(kept) == ["ref-1", "ref-2", "ref-4", "ref-5"]  # the newest quotes stay: one may be paid next
     small = Wallet(keep_used=0)
     for record in records:
         small.apply(record)
-    assert sorted(set(r[1] for r in small.records())) == ["ref-1", "ref-4"]  # the used-up token goes
+    assert sorted(set(r[1] for r in small.compact())) == ["ref-1", "ref-4", "ref-5"]  # the used-up token goes
+    assert sorted(small.entries) == ["ref-1", "ref-4", "ref-5"]  # from memory too
+    small.paying(total("ref-5", 1), 1, "TEST_SU_5", NOW)  # the quote kept can still be paid
+
+
+def test_compaction_keeps_only_the_newest_quotes_and_used_up_tokens():
+    w = Wallet(keep_used=2)
+    for n in range(8):
+        w.quoted("127.0.0.1", 64521, "", total("q-%d" % n, 1))
+    for n in range(5):
+        ref = "u-%d" % n
+        w.quoted("127.0.0.1", 64521, "", total(ref, 1))
+        w.paying(total(ref, 1), 1, "TEST_SU_u%d" % n, NOW)
+        w.paid(ref, token("%032d" % n))
+        w.begun(ref, 1)
+        w.ending(ref, 1)
+        w.ended(ref, 1, 0)
+    w.compact()
+    assert sorted(w.entries) == ["q-4", "q-5", "q-6", "q-7", "u-3", "u-4"]
 
 
 def test_strings_the_wallet_cannot_store_are_refused_by_name():

@@ -142,7 +142,7 @@ class ConsumerRole:
         if self.journal is not None:
             self.journal.append(record)
             if self.journal.needs_compaction():
-                self.journal.compact(self.wallet.records())
+                self.journal.compact(self.wallet.compact())
 
     async def discover(self, timeout_ms=6000, probe_to=None, enough=0, port=discovery.BROADCAST_PORT,
                        probe_port=discovery.PROBE_PORT, wanted=None):

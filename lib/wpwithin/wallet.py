@@ -58,6 +58,7 @@ MAX_SIGNATURE = const(88)
 MAX_CLIENT_TOKEN = const(128)
 MAX_NOTE = const(200)
 MAX_AT = 10 ** 12
+KEEP_QUOTES = const(4)
 
 
 def _text(value, limit, name, allow_empty=False):
@@ -188,7 +189,7 @@ class Entry:
 
 
 class Wallet:
-    def __init__(self, keep_used=1000):
+    def __init__(self, keep_used=16):
         self.entries = {}  # ref -> Entry
         self.keep_used = keep_used  # used-up tokens compaction keeps, newest first
         self._seq = 0
@@ -248,21 +249,35 @@ class Wallet:
     def records(self):
         """Records that rebuild the live state (for compaction).
 
-        Dropped: quotes never paid, refusals that charged nothing, and the
-        used-up tokens beyond the newest keep_used.
+        Dropped: refusals that charged nothing, the used-up tokens beyond the
+        newest keep_used, and quotes never paid beyond the newest KEEP_QUOTES
+        (a purchase may be between its quote and its payment right now).
         """
         out = []
         used = []
+        quotes = []
         for e in sorted(self.entries.values(), key=lambda e: e.seq):
-            if e.state == QUOTED or (e.state == FAILED and not e.maybe_charged):
+            if e.state == FAILED and not e.maybe_charged:
                 continue
-            if e.state == PAID and e.remaining == 0 and not e.in_flight:
+            if e.state == QUOTED:
+                quotes.append(e)
+            elif e.state == PAID and e.remaining == 0 and not e.in_flight:
                 used.append(e)
-                continue
-            out.extend(self._entry_records(e))
+            else:
+                out.extend(self._entry_records(e))
         for e in used[len(used) - self.keep_used:] if self.keep_used else ():
             out.extend(self._entry_records(e))
+        for e in quotes[len(quotes) - KEEP_QUOTES:]:
+            out.append(["o", e.ref, e.host, e.port, e.prefix, e.server_id])
         return out
+
+    def compact(self):
+        """records(), and what they leave out dropped from memory too (a board's heap stays flat)."""
+        records = self.records()
+        kept = set(r[1] for r in records)
+        for ref in [ref for ref in self.entries if ref not in kept]:
+            del self.entries[ref]
+        return records
 
     def _entry_records(self, e):
         out = [["o", e.ref, e.host, e.port, e.prefix, e.server_id],

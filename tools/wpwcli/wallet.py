@@ -20,6 +20,9 @@ from wpwithin import wire
 from wpwithin.journal import FileJournal
 
 
+KEEP_USED = 100000  # used-up tokens kept: on a host the wallet is also the history of purchases
+
+
 def home():
     return os.environ.get("WPW_HOME") or os.path.join(os.path.expanduser("~"), ".wpw")
 
@@ -44,7 +47,7 @@ class WalletFile:
             self._lock.close()
             raise WalletBusy("another wpw is using the wallet %s; wait for it to finish" % self.path)
         self.journal = FileJournal(self.path)
-        self.wallet = wallet_core.load(self.journal)
+        self.wallet = wallet_core.load(self.journal, keep_used=KEEP_USED)
         if path is None:
             self._migrate(os.path.join(folder, "tokens.json"))
 
