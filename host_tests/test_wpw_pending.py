@@ -293,3 +293,11 @@ def test_redeeming_in_three_parts_from_a_go_sdk_producer_completes_with_one_warn
         asyncio.run_coroutine_threadsafe(close(), loop).result(WAIT)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+def test_an_old_wallet_file_that_cannot_be_read_is_named_and_left_alone(market, home):
+    home.mkdir()
+    (home / "tokens.json").write_text("[{\"key\": ")
+    proc = wpw(market, home, "tokens", check=2)
+    assert "tokens.json cannot be read in" in proc.stderr and "left as it is" in proc.stderr
+    assert (home / "tokens.json").read_text() == "[{\"key\": "

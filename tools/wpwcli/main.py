@@ -140,6 +140,10 @@ def open_wallet(args):
         raise Failure("usage", str(exc))
     except JournalCorrupt as exc:
         raise Failure("usage", "%s; nothing was changed: keep a copy of the file and report it" % exc)
+    except ValueError as exc:
+        raise Failure("usage", str(exc))
+    if args.wallet_file.journal.dropped:
+        Out(False, args.quiet).progress("the wallet's last record was torn (a write cut off); it was dropped")
     if args.wallet_file.migrated:
         Out(False, args.quiet).progress("read %d tokens from the old tokens.json into %s"
                                         % (args.wallet_file.migrated, args.wallet_file.path))

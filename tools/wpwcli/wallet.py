@@ -54,8 +54,16 @@ class WalletFile:
     def _migrate(self, old):
         if not os.path.exists(old):
             return
-        with open(old) as f:
-            entries = json.load(f)
+        try:
+            with open(old) as f:
+                entries = json.load(f)
+            self._read_in(entries)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError("the old wallet %s cannot be read in (%s: %s); it was left as it is"
+                             % (old, type(exc).__name__, exc))
+        os.rename(old, old + ".migrated")
+
+    def _read_in(self, entries):
         for e in entries:
             p = e["producer"]
             total = wire.total_response(p["serverID"], e["clientID"], e["priceID"], e["units"], e["totalPaid"],
@@ -73,7 +81,6 @@ class WalletFile:
             for record in records:
                 self.journal.append(record)
             self.migrated += 1
-        os.rename(old, old + ".migrated")
 
     def close(self):
         self.journal.close()
