@@ -222,7 +222,7 @@ def test_body_too_large_is_413_before_it_is_read(producer):
             "Content-Length: 100000\r\n\r\n").encode()
     response, _ = raw_exchange(producer["port"], head + b"{" * 1000)
     assert status_line(response) == 413, response
-    assert error_body(response)["message"] == "body larger than %d bytes" % http1.MAX_BODY
+    assert error_body(response)["message"] == "body over %d bytes" % http1.MAX_BODY
 
 
 def test_too_many_connections_is_503(producer):
@@ -261,7 +261,7 @@ def test_a_request_not_received_in_time_is_408_and_a_silent_connection_is_closed
 def test_every_status_met_here_is_in_the_readme_status_table():
     with open(os.path.join(mpy.ROOT, "README.md")) as f:
         readme = f.read()
-    table = readme[readme.index("Status codes a producer answers with"):]
+    table = readme[readme.index("status code a producer answers with"):]
     table = table[:table.index("\n\n", table.index("| status |"))]
     documented = {int(code) for code in re.findall(r"\b([1-5]\d\d)\b", table)}
     assert set(STATUSES_MET) <= documented, sorted(set(STATUSES_MET) - documented)

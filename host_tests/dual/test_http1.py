@@ -437,7 +437,7 @@ def test_parsing_a_go_request_head_allocates_little():
     if not MICROPYTHON:
         return  # gc.mem_alloc() is MicroPython's
     import gc
-    buf = bytearray(http1.DEFAULT_LIMITS.buffer_size())
+    buf = bytearray(http1.DEFAULT_LIMITS.buffer)
     buf[0:len(GO_POST)] = GO_POST
     parser = http1.RequestParser()
     parser.parse(buf, 0, len(GO_POST))

@@ -118,7 +118,7 @@ class Connection:
         self._host_header = host if port == default_port else "%s:%d" % (host, port)
         self._reader = None
         self._writer = None
-        self._buf = bytearray(self.limits.head_size())  # kept for the life of the object, across connections
+        self._buf = bytearray(self.limits.head)  # kept for the life of the object, across connections
         self._parser = http1.ResponseParser(self.limits)
         self.connects = 0  # connections opened so far (keep-alive reuse shows here)
         self.view_body = view_body

@@ -91,7 +91,7 @@ class _Slot:
     """One connection's buffer, parser and deadline; made at start() and reused."""
 
     def __init__(self, limits):
-        self.buf = bytearray(limits.buffer_size())
+        self.buf = bytearray(limits.buffer)
         self.mv = memoryview(self.buf)
         self.parser = http1.RequestParser(limits)
         self.task = None
@@ -119,7 +119,7 @@ class Server:
         self.host = host
         self.port = port
         self.limits = limits or http1.DEFAULT_LIMITS
-        if self.limits.buffer_size() < http1.HEAD_ROOM:
+        if self.limits.buffer < http1.HEAD_ROOM:
             raise ValueError("limits too small to hold a response head")
         self.max_connections = max_connections
         self.read_ms = _ms(read_timeout, "read_timeout")
