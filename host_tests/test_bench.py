@@ -20,9 +20,9 @@ from benchlib import heapsearch, report
 BENCH = os.path.join(mpy.ROOT, "tools", "bench.py")
 WITH_ANCHOR = ("min_heap_mpy", "min_heap_romfs", "heap_imported_mpy", "heap_peak_mpy", "heap_imported_romfs",
                "heap_peak_romfs", "code_mpy", "code_romfs", "rps_keepalive", "rps_new_connection", "discovery_fast")
-WITHOUT_ANCHOR = ("min_heap_floor", "purchases_per_s", "discovery_broadcast", "latency_median", "latency_p95",
+WITHOUT_ANCHOR = ("min_heap_mpy_esp32", "min_heap_romfs_esp32", "min_heap_floor", "purchases_per_s", "discovery_broadcast", "latency_median", "latency_p95",
                   "scale_1", "scale_8", "scale_32")
-TARGETED = ("min_heap_mpy", "min_heap_romfs", "code_mpy", "rps_keepalive", "rps_new_connection", "discovery_fast",
+TARGETED = ("min_heap_mpy", "min_heap_mpy_esp32", "min_heap_romfs", "min_heap_romfs_esp32", "code_mpy", "rps_keepalive", "rps_new_connection", "discovery_fast",
             "scale_1", "scale_8", "scale_32")
 KEYS = {"id", "group", "title", "unit", "ours", "anchor", "anchorWhat", "ratio", "target", "met", "status",
         "reason", "details"}

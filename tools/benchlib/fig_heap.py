@@ -32,6 +32,29 @@ PROFILE_HEAP = 512 * 1024
 TRIAL_TIMEOUT = 2  # s for any answer on loopback: a process stuck after a MemoryError fails fast
 GROUP_MIN = "1. Minimum heap (-X heapsize, bisection)"
 GROUP_USE = "2. Heap in use (gc.mem_alloc)"
+# 64-bit unix port to an ESP32's word size, for min heap: the same source built both ways (issue 16).
+TO_ESP32 = {"mpy": 0.73, "romfs": 0.66}
+ESP32_BUDGET = 100 * 1024  # GC heap left for the app on a stock ESP32 without PSRAM, WiFi and one HTTPS up
+
+
+def esp32_record(mode, found):
+    """The min heap converted to an ESP32's word size, judged against a stock ESP32's budget."""
+    factor, ours = TO_ESP32[mode], found.get("min")
+    title = "  at ESP32 word size (x%.2f)" % factor
+    goal = report.target("<= 100 KiB", "max", ESP32_BUDGET)
+    if ours is None:
+        return report.failed("min_heap_%s_esp32" % mode, GROUP_MIN, title, "bytes", "no min heap", None,
+                             "none: the 64-bit min heap x%.2f" % factor, goal)
+    value = int(ours * factor)
+    fits = value <= ESP32_BUDGET
+    if mode == "mpy":
+        note = "%s a stock ESP32 without PSRAM (~100 KiB of GC heap for the app, code as .mpy on LittleFS)" % (
+            "fits" if fits else "does NOT fit")
+    else:
+        note = ("stock ESP32 firmware has no ROMFS: a custom build (MICROPY_VFS_ROM) %s in ~100 KiB"
+                % ("fits" if fits else "does NOT fit"))
+    return report.figure("min_heap_%s_esp32" % mode, GROUP_MIN, title, "bytes", value, None,
+                         "none: the 64-bit min heap x%.2f (+-5 %%)" % factor, goal, {"notes": [note]})
 
 
 def short_reason(child, fallback):
@@ -169,8 +192,8 @@ def figures(bench):
     found = {(side, mode): measure(bench, side, mode) for mode in MODES for side in SIDES}
     s = bench.settings
     records = []
-    goals = {"mpy": report.target("<= 32 KiB", "max", 32 * 1024),
-             "romfs": report.target("<= 24 KiB", "max", 24 * 1024)}
+    goals = {"mpy": report.target("<= 110 KiB", "max", 110 * 1024),
+             "romfs": report.target("<= 84 KiB", "max", 84 * 1024)}
     notes = {"mpy": ["bisection to %d bytes, a heap passes when %d runs in a row pass; ours: %d purchases, "
                      "anchor: %d GETs" % (s["heap_step"], s["repeats"], s["purchases"], s["anchor_requests"])],
              "romfs": []}
@@ -188,6 +211,7 @@ def figures(bench):
         title = "min heap, code as .mpy files" if mode == "mpy" else "min heap, code from ROMFS (buffer excluded)"
         records.append(_record(found, mode, "min", "min_heap_%s" % mode, GROUP_MIN, title,
                                "microdot app serving the price list", goals[mode], notes[mode]))
+        records.append(esp32_record(mode, found[("ours", mode)]))
     bench.log("floor: a bare asyncio server making one HTTPS call per request; searching its minimum heap")
     least = floor(bench)
     title, what = "min heap floor: no protocol code", "none: the floor is no producer"
