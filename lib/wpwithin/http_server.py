@@ -46,17 +46,14 @@ from wpwithin.errors import INTERNAL, UNAVAILABLE, ProtocolError
 
 try:
     from time import ticks_add, ticks_diff, ticks_ms
-except ImportError:  # CPython
+except ImportError:  # CPython: no wrap-around; int's own methods cost no function here on a board
     from time import monotonic
 
     def ticks_ms():
         return int(monotonic() * 1000)
 
-    def ticks_add(ticks, delta):
-        return ticks + delta
-
-    def ticks_diff(a, b):
-        return a - b
+    ticks_add = int.__add__
+    ticks_diff = int.__sub__
 
 REQUEST_TIMEOUT = 408
 
@@ -120,12 +117,12 @@ class Server:
         self.port = port
         self.limits = limits or http1.DEFAULT_LIMITS
         if self.limits.buffer < http1.HEAD_ROOM:
-            raise ValueError("limits too small to hold a response head")
+            raise ValueError("limits below HEAD_ROOM")
         self.max_connections = max_connections
         self.read_ms = _ms(read_timeout, "read_timeout")
         self.request_ms = _ms(request_timeout, "request_timeout")
         self.idle_ms = _ms(idle_timeout, "idle_timeout")
-        self.linger_ms = min(self.read_ms, _ms(LINGER, "LINGER"))
+        self.linger_ms = min(self.read_ms, int(LINGER * 1000))
         self.stall_ms = _ms(stall_timeout, "stall_timeout")
         self._tick_ms = max(5, min(self.read_ms, self.request_ms, self.idle_ms) // 4)
         self.log = log or _stderr_log
@@ -139,9 +136,6 @@ class Server:
         # buffer per refusal (Stream.read) is what runs a busy producer's small heap out.
         self._drain = bytearray(BUSY_DRAIN)
         self._timed_out = self._answer(REQUEST_TIMEOUT, "request not received in time")
-
-    def __repr__(self):
-        return "<Server %s:%s>" % (self.host, self.port)
 
     @staticmethod
     def _answer(status, message):
@@ -236,8 +230,8 @@ class Server:
                 return slot
         return None
 
-    def _victim(self):
-        """The slot a new connection may take when all are in use, or None.
+    async def _evict(self):
+        """Close the connection a new one may take the slot of, when all are in use; True if one was.
 
         First one kept alive between requests; else the one that has been
         sending its request longest, if that is over stall_timeout: a
@@ -245,28 +239,24 @@ class Server:
         which send a request in one go.
         """
         now = ticks_ms()
-        stalest = None
+        victim = None
         for slot in self._slots:
             if slot.task is None or slot.busy:
                 continue
             if slot.idle:
-                return slot
+                victim = slot
+                break
             waited = ticks_diff(now, slot.waiting_since)
-            if waited >= self.stall_ms and (stalest is None or waited > ticks_diff(now, stalest.waiting_since)):
-                stalest = slot
-        return stalest
-
-    async def _evict(self):
-        """Close the connection _victim() names; True if one was closed."""
-        slot = self._victim()
-        if slot is None:
+            if waited >= self.stall_ms and (victim is None or waited > ticks_diff(now, victim.waiting_since)):
+                victim = slot
+        if victim is None:
             return False
-        victim = slot.task
-        slot.armed = False
-        slot.expired = True
-        victim.cancel()
+        task = victim.task
+        victim.armed = False
+        victim.expired = True
+        task.cancel()
         try:
-            await victim
+            await task
         except asyncio.CancelledError:
             pass  # it was cancelled before it could run its handler
         return True
@@ -372,14 +362,32 @@ class Server:
                 if slot.start == slot.end:
                     slot.start = slot.end = 0
             except ProtocolError as exc:
-                await self._refuse(slot, reader, writer, exc)
+                # Answer with the JSON error, then close after a short linger: read and drop
+                # what the client is still sending (at most two buffers' worth, for at most
+                # LINGER), as closing with unread input makes the kernel send a reset, which
+                # can destroy our answer.
+                slot.start = slot.end = 0  # what was read is of no more use
+                writer.write(_response(slot, exc.status, _error_body(exc.status, exc.message), True, False))
+                self._arm(slot, self.read_ms)
+                await writer.drain()
+                budget = 2 * len(buf)
+                self._arm(slot, self.linger_ms)
+                while budget > 0:
+                    slot.start = slot.end = 0
+                    n = _got(slot, await _reading(slot, reader, len(buf)))
+                    if not n:
+                        break
+                    if n > 0:
+                        budget -= n
+                slot.armed = False
+                slot.start = slot.end = 0
                 return
             method, path, headers = head
             try:
                 # HEAD is GET without the body (RFC 9110 9.3.2): same status, same Content-Length.
                 status, out = await self.handler("GET" if method == "HEAD" else method, path, headers, body)
                 if type(status) is not int or not 200 <= status <= 599 or not isinstance(out, (bytes, bytearray)):
-                    raise TypeError("handler must return (status 200-599, bytes)")
+                    raise TypeError("handler result not (200-599, bytes)")
             except ProtocolError as exc:
                 status, out = exc.status, _error_body(exc.status, exc.message)
             except Exception as exc:  # a failing handler must not take the server down
@@ -396,27 +404,6 @@ class Server:
             if close:
                 return
             first = False
-
-    async def _refuse(self, slot, reader, writer, exc):
-        """Answer a refused request with its JSON error, then close after a short linger."""
-        slot.start = slot.end = 0  # what was read is of no more use
-        writer.write(_response(slot, exc.status, _error_body(exc.status, exc.message), True, False))
-        self._arm(slot, self.read_ms)
-        await writer.drain()
-        # Read and drop what the client is still sending (at most two
-        # buffers' worth, for at most LINGER): closing with unread input
-        # makes the kernel send a reset, which can destroy our answer.
-        budget = 2 * len(slot.buf)
-        self._arm(slot, self.linger_ms)
-        while budget > 0:
-            slot.start = slot.end = 0
-            n = _got(slot, await _reading(slot, reader, len(slot.buf)))
-            if not n:
-                break
-            if n > 0:
-                budget -= n
-        slot.armed = False
-        slot.start = slot.end = 0
 
 
 def _reading(slot, reader, stop):
