@@ -20,7 +20,8 @@ import pytest
 import trustme
 
 import mpy
-from wpwithin.http_client import Connection, request, tls_context
+from wpwithin.gateway_client import tls_context
+from wpwithin.http_client import Connection, request
 from wpwithin.net_errors import TlsFailed
 
 
@@ -119,7 +120,8 @@ def test_https_client_verifies_the_server_under_micropython(pki, tmp_path):
 def _micropython_source(fn):
     import inspect
     return ("import asyncio, json\n"
-            "from wpwithin.http_client import Connection, request, tls_context\n"
+            "from wpwithin.gateway_client import tls_context\n"
+            "from wpwithin.http_client import Connection, request\n"
             "from wpwithin.net_errors import TlsFailed\n"
             "EXPECTED = %r\n" % EXPECTED) + inspect.getsource(fn)
 

@@ -8,7 +8,7 @@ import sys
 
 from expect import raises, refused
 
-from wpwithin import http1
+from wpwithin import http1, http_client
 from wpwithin.errors import ProtocolError
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -69,7 +69,7 @@ def request(limits=None):
 
 def response(limits=None, head=False):
     def make():
-        parser = http1.ResponseParser(limits)
+        parser = http_client.ResponseParser(limits)
         parser.head_request = head
         return parser
     return make
@@ -294,8 +294,8 @@ def test_response_with_length():
 
 def test_response_framings():
     cases = [
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", http1.CHUNKED, True),
-        (b"HTTP/1.1 200 OK\r\n\r\n", http1.UNTIL_CLOSE, False),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", http_client.CHUNKED, True),
+        (b"HTTP/1.1 200 OK\r\n\r\n", http_client.UNTIL_CLOSE, False),
         (b"HTTP/1.1 204 No Content\r\n\r\n", 0, True),
         (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", 0, True),
         (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", 2, False),
@@ -344,7 +344,7 @@ CHUNKED = b"5\r\nhello\r\n6;name=value\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
 
 def _decode_steps(data, step, limit=100):
     """Feed `step` bytes more each time, keeping what the decoder left unused."""
-    decoder = http1.ChunkedBody(limit)
+    decoder = http_client.ChunkedBody(limit)
     pending = b""
     pos = 0
     while not decoder.done:

@@ -7,7 +7,7 @@ second; waits for something that should happen are bounded generously
 import asyncio
 import json
 
-from wpwithin import http1, wire
+from wpwithin import http1, http_client, wire
 from wpwithin.errors import ProtocolError
 from wpwithin.http_client import Connection, request
 from wpwithin.http_server import Server
@@ -55,7 +55,7 @@ def split(data):
     out = []
     pos = 0
     while pos < len(data):
-        parser = http1.ResponseParser(http1.Limits(body=100000))
+        parser = http_client.ResponseParser(http1.Limits(body=100000))
         head = parser.parse(data, pos)
         if head is None:
             break

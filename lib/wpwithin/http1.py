@@ -1,13 +1,14 @@
-"""HTTP/1.1 framing for the Things' server and client, sans-IO.
+"""HTTP/1.1 framing for the Things' server, sans-IO; the head scan the client's parser shares.
 
-Parses request heads (server side) and response heads and chunked bodies
-(client side) out of caller-owned buffers, and writes response heads into
-them. Every limit is checked before anything grows past it; a request the
-server must refuse raises ProtocolError carrying the status to answer with,
-a response the client cannot trust raises ProtocolError(502).
+Parses request heads out of caller-owned buffers and writes response heads
+into them. Every limit is checked before anything grows past it; a request
+the server must refuse raises ProtocolError carrying the status to answer
+with. HeadParser is what request and response heads share: http_client's
+ResponseParser (and the chunked-body decoder) build on it there, so a
+server loads no response parsing until it makes a request itself.
 Never imports socket or asyncio, never reads a clock, never logs.
 
-Theory of operation (RequestParser, ResponseParser):
+Theory of operation (RequestParser here, http_client.ResponseParser):
 
     the caller holds bytes in buf[start:end] and calls parse() after each read;
     parse() resumes where it stopped: first it looks for the end of the start
@@ -47,12 +48,7 @@ MAX_HEADERS = const(24)  # header fields in one head
 MAX_BODY = const(1024)  # request body the server accepts (the largest request, a delivery, is ~400 bytes)
 MAX_RESPONSE_BODY = const(4096)  # response body the client accepts
 MAX_RESPONSE_HEADER_BLOCK = const(2048)  # response headers the client accepts (a gateway sends more than a Thing)
-_MAX_CHUNK_LINE = const(128)  # chunk-size line with extensions, CRLF excluded
 HEAD_ROOM = const(160)  # bytes write_response_head() may need
-
-# Response framing (ResponseParser.length when it is not a byte count).
-CHUNKED = const(-1)
-UNTIL_CLOSE = const(-2)
 
 _SP = const(32)
 _HT = const(9)
@@ -126,7 +122,7 @@ def _index(table, buf, pos, n, fold):
     return -1
 
 
-def _has_token(value, token):
+def has_token(value, token):
     """A comma-separated header value holds `token` (case-insensitive)."""
     for part in value.split(","):
         if part.strip().lower() == token:
@@ -186,8 +182,8 @@ def response_head(status, content_length, close=False):
     return bytes(buf[:write_response_head(buf, status, content_length, close)])
 
 
-class _HeadParser:
-    """What request and response heads share: the header-block scan."""
+class HeadParser:
+    """What request and response heads share: the header-block scan (subclasses add the start line)."""
 
     _response = False
 
@@ -302,7 +298,7 @@ class _HeadParser:
                 self.headers[name] = value
 
 
-def _version(buf, pos, end):
+def http_version(buf, pos, end):
     """Minor version of an HTTP/1.x token in buf[pos:end]; -1 for another major, -2 if malformed."""
     if end - pos != 8 or buf.find(b"HTTP/", pos, pos + 5) != pos or buf[pos + 6] != 46:
         return -2  # the name is case-sensitive: HTTP
@@ -313,7 +309,7 @@ def _version(buf, pos, end):
     return minor if major == 1 else -1
 
 
-class RequestParser(_HeadParser):
+class RequestParser(HeadParser):
     """Incremental, strict request-head parser; one per connection, reset() per request.
 
     parse() returns (method, target, headers) once the head is complete:
@@ -326,7 +322,7 @@ class RequestParser(_HeadParser):
     """
 
     def reset(self):
-        _HeadParser.reset(self)
+        HeadParser.reset(self)
         self.method = None
         self.target = None
         self.expect_continue = False
@@ -336,7 +332,7 @@ class RequestParser(_HeadParser):
         sp2 = buf.find(b" ", sp1 + 1, le) if sp1 > start else -1
         if sp2 < 0 or buf.find(b" ", sp2 + 1, le) >= 0:
             self._fail(BAD_REQUEST, "request line is not: method SP target SP version")
-        minor = _version(buf, sp2 + 1, le)
+        minor = http_version(buf, sp2 + 1, le)
         if minor == -2:
             self._fail(BAD_REQUEST, "malformed HTTP version")
         if minor == -1:
@@ -366,7 +362,7 @@ class RequestParser(_HeadParser):
         if self._coding is not None:
             if self.content_length is not None:
                 self._fail(BAD_REQUEST, "both Transfer-Encoding and Content-Length")
-            if _has_token(self._coding, "chunked"):
+            if has_token(self._coding, "chunked"):
                 self._fail(LENGTH_REQUIRED, "chunked body: send Content-Length")
             self._fail(NOT_IMPLEMENTED, "Transfer-Encoding not supported: send Content-Length")
         if self.content_length is None:
@@ -382,130 +378,5 @@ class RequestParser(_HeadParser):
                 self._fail(EXPECTATION_FAILED, "only Expect: 100-continue is supported")
             self.expect_continue = not self.http10 and self.content_length > 0
         self.keep_alive = not self.http10 and not (self._connection is not None
-                                                   and _has_token(self._connection, "close"))
+                                                   and has_token(self._connection, "close"))
         return method, self.target, headers
-
-
-class ResponseParser(_HeadParser):
-    """Incremental response-head parser for the client; every failure is ProtocolError(502).
-
-    parse() returns (status, headers) once the head is complete (headers
-    holds "content-type" and the other non-framing fields we know); then
-    `length` says how the body is framed: a byte count, CHUNKED or
-    UNTIL_CLOSE (no length given: the body ends when the server closes).
-    Set `head_request` after reset() when the request was HEAD: no body follows.
-    """
-
-    _response = True
-
-    def reset(self):
-        _HeadParser.reset(self)
-        self.status = 0
-        self.length = 0
-        self.head_request = False
-
-    def _start_line(self, buf, start, le):
-        sp = buf.find(b" ", start, le)
-        if sp < 0:
-            sp = le
-        if _version(buf, start, sp) < 0:
-            self._fail(BAD_GATEWAY, "response is not HTTP/1.x")
-        self.http10 = buf[sp - 1] == 48
-        status = 0
-        if le - sp >= 4 and (le - sp == 4 or buf[sp + 4] == _SP):
-            for i in range(sp + 1, sp + 4):
-                d = buf[i] - 48
-                if d < 0 or d > 9:
-                    status = 0
-                    break
-                status = status * 10 + d
-        if status < 100:
-            self._fail(BAD_GATEWAY, "malformed status line")
-        self.status = status
-
-    def _finish(self):
-        status = self.status
-        coding = self._coding
-        self.keep_alive = not self.http10 and not (self._connection is not None
-                                                   and _has_token(self._connection, "close"))
-        if self.head_request or status < 200 or status == 204 or status == 304:
-            self.length = 0
-        elif coding is not None:
-            if self.content_length is not None or coding.strip().lower() != "chunked":
-                self._fail(BAD_GATEWAY, "response Transfer-Encoding not supported")
-            self.length = CHUNKED
-        elif self.content_length is not None:
-            if self.content_length > self.limits.body:
-                self._fail(BAD_GATEWAY, "response body over %d bytes" % self.limits.body)
-            self.length = self.content_length
-        else:
-            self.length = UNTIL_CLOSE
-            self.keep_alive = False
-        return status, self.headers
-
-
-class ChunkedBody:
-    """Decodes a chunked response body into `body` (a bytearray of at most `limit` bytes).
-
-    feed() takes buf[start:end] and returns how many bytes it used; an
-    incomplete framing line is left for the next call. `done` is set after
-    the last chunk and its trailer lines. Errors are ProtocolError(502).
-    State: _left > 0 data bytes to copy; 0 a size line next; -1 the CRLF
-    after a chunk's data; -2 trailer lines (until the empty one).
-    """
-
-    def __init__(self, limit=MAX_RESPONSE_BODY, trailer_limit=MAX_HEADER_BLOCK):
-        self.body = bytearray()
-        self.limit = limit
-        self.trailer_limit = trailer_limit
-        self.done = False
-        self._left = 0
-        self._trailer = 0
-
-    def feed(self, buf, start, end):
-        """Decode what buf[start:end] holds; return the bytes used."""
-        pos = start
-        while pos < end and not self.done:
-            left = self._left
-            if left > 0:
-                n = min(left, end - pos)
-                self.body.extend(buf[pos:pos + n])
-                pos += n
-                self._left = -1 if n == left else left - n
-                continue
-            limit = _MAX_CHUNK_LINE if left > -2 else self.trailer_limit - self._trailer
-            nl = buf.find(b"\n", pos, end)
-            if (nl if nl >= 0 else end) - pos > limit + 1:
-                raise ProtocolError(BAD_GATEWAY, "chunk framing line too long")
-            if nl < 0:
-                break
-            le = nl - 1
-            if nl == pos or buf[le] != _CR:
-                raise ProtocolError(BAD_GATEWAY, "chunk framing line ends in a bare LF")
-            if left == 0:  # the size line: hex digits, then maybe ";" extensions, which we ignore
-                size = 0
-                i = pos
-                while i < le:
-                    c = buf[i]
-                    if c == 59 or c == _SP or c == _HT:
-                        break
-                    d = c - 48 if 48 <= c <= 57 else (c | 32) - 87  # 0-9, then a-f or A-F
-                    if not 0 <= d <= 15 or (d < 10 and c > 57) or i - pos > 7:
-                        raise ProtocolError(BAD_GATEWAY, "bad chunk size")
-                    size = size * 16 + d
-                    i += 1
-                if i == pos:
-                    raise ProtocolError(BAD_GATEWAY, "bad chunk size")
-                if len(self.body) + size > self.limit:
-                    raise ProtocolError(BAD_GATEWAY, "response body over %d bytes" % self.limit)
-                self._left = size if size else -2
-            elif left == -1:
-                if le != pos:
-                    raise ProtocolError(BAD_GATEWAY, "chunk data longer than its size")
-                self._left = 0
-            else:
-                self._trailer += nl + 1 - pos
-                if le == pos:
-                    self.done = True
-            pos = nl + 1
-        return pos - start

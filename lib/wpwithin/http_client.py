@@ -3,75 +3,36 @@
 request() makes one request on a fresh connection; Connection keeps one
 alive for several. Connecting, sending and every read have a timeout;
 HTTPS verifies the server's certificate and host name against the CA
-certificates given to tls_context(). Every failure is a NetError subtype
-(net_errors). Never disables certificate checks, never logs, and never puts
-headers or bodies (they carry keys and tokens) into an error message.
+certificates of the ssl context given (gateway_client.tls_context()).
+Every failure is a NetError subtype (net_errors). Never disables
+certificate checks, never logs, and never puts headers or bodies (they
+carry keys and tokens) into an error message. The response parsing lives
+here, not in http1, so a producer loads it only with its gateway client,
+when the first payment comes.
 """
 import asyncio
 import errno
 
 from wpwithin import http1
-from wpwithin.errors import ProtocolError
+from wpwithin.compat import const
+from wpwithin.errors import BAD_GATEWAY, ProtocolError
 from wpwithin.net_errors import BadResponse, ConnectFailed, ConnectionDropped, HttpTimeout, NetError, TlsFailed
 
 TIMEOUT = 5  # seconds for connecting, for sending and for each read
+MAX_RESPONSE_BODY = const(4096)  # response body the client accepts
+MAX_RESPONSE_HEADER_BLOCK = const(2048)  # response headers the client accepts (a gateway sends more than a Thing)
+_MAX_CHUNK_LINE = const(128)  # chunk-size line with extensions, CRLF excluded
+# Response framing (ResponseParser.length when it is not a byte count).
+CHUNKED = const(-1)
+UNTIL_CLOSE = const(-2)
+_SP = const(32)
+_HT = const(9)
+_CR = const(13)
 _READ_SIZE = 512
 # errno values meaning "no connection" (MicroPython's errno lacks some names).
 _REFUSED = tuple(getattr(errno, name) for name in ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT")
                  if hasattr(errno, name))
 _SAFE_TO_REPEAT = ("GET", "HEAD")
-_BEGIN = "-----BEGIN CERTIFICATE-----"
-_END = "-----END CERTIFICATE-----"
-
-
-def tls_context(cadata=None, cafile=None):
-    """An ssl.SSLContext that requires a certificate signed by the given CA(s), PEM or DER.
-
-    Host names are checked against server_hostname (the host by default)
-    on both runtimes. MicroPython's unix port cannot parse PEM, so PEM is
-    turned into DER here, one certificate at a time.
-    """
-    import ssl
-
-    if cafile is not None:
-        with open(cafile, "rb") as f:
-            cadata = f.read()
-    if not cadata:
-        raise ValueError("a CA certificate is required (cadata or cafile)")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED  # MicroPython's default is CERT_NONE
-    if hasattr(ctx, "check_hostname"):
-        ctx.check_hostname = True  # CPython; mbedTLS checks server_hostname itself
-    for der in _der_certificates(cadata):
-        try:
-            ctx.load_verify_locations(cadata=der)
-        except (ValueError, OSError):
-            raise ValueError("CA certificate is not a valid X.509 certificate")
-    return ctx
-
-
-def _der_certificates(data):
-    """DER certificates from PEM text (one or more) or from one DER certificate."""
-    import binascii
-
-    if isinstance(data, str):
-        data = data.encode()
-    text = str(data, "ascii") if _BEGIN.encode() in data else None
-    if text is None:
-        return [bytes(data)]
-    out = []
-    pos = text.find(_BEGIN)
-    while pos >= 0:
-        end = text.find(_END, pos)
-        if end < 0:
-            raise ValueError("PEM certificate without an END line")
-        b64 = "".join(text[pos + len(_BEGIN):end].split())
-        try:
-            out.append(binascii.a2b_base64(b64))
-        except ValueError:
-            raise ValueError("PEM certificate is not valid base64")
-        pos = text.find(_BEGIN, end)
-    return out
 
 
 def _is_token(text):
@@ -91,6 +52,131 @@ def _is_text(text):
     return True
 
 
+class ResponseParser(http1.HeadParser):
+    """Incremental response-head parser for the client; every failure is ProtocolError(502).
+
+    parse() returns (status, headers) once the head is complete (headers
+    holds "content-type" and the other non-framing fields we know); then
+    `length` says how the body is framed: a byte count, CHUNKED or
+    UNTIL_CLOSE (no length given: the body ends when the server closes).
+    Set `head_request` after reset() when the request was HEAD: no body follows.
+    """
+
+    _response = True
+
+    def reset(self):
+        http1.HeadParser.reset(self)
+        self.status = 0
+        self.length = 0
+        self.head_request = False
+
+    def _start_line(self, buf, start, le):
+        sp = buf.find(b" ", start, le)
+        if sp < 0:
+            sp = le
+        if http1.http_version(buf, start, sp) < 0:
+            self._fail(BAD_GATEWAY, "response is not HTTP/1.x")
+        self.http10 = buf[sp - 1] == 48
+        status = 0
+        if le - sp >= 4 and (le - sp == 4 or buf[sp + 4] == _SP):
+            for i in range(sp + 1, sp + 4):
+                d = buf[i] - 48
+                if d < 0 or d > 9:
+                    status = 0
+                    break
+                status = status * 10 + d
+        if status < 100:
+            self._fail(BAD_GATEWAY, "malformed status line")
+        self.status = status
+
+    def _finish(self):
+        status = self.status
+        coding = self._coding
+        self.keep_alive = not self.http10 and not (self._connection is not None
+                                                   and http1.has_token(self._connection, "close"))
+        if self.head_request or status < 200 or status == 204 or status == 304:
+            self.length = 0
+        elif coding is not None:
+            if self.content_length is not None or coding.strip().lower() != "chunked":
+                self._fail(BAD_GATEWAY, "response Transfer-Encoding not supported")
+            self.length = CHUNKED
+        elif self.content_length is not None:
+            if self.content_length > self.limits.body:
+                self._fail(BAD_GATEWAY, "response body over %d bytes" % self.limits.body)
+            self.length = self.content_length
+        else:
+            self.length = UNTIL_CLOSE
+            self.keep_alive = False
+        return status, self.headers
+
+
+class ChunkedBody:
+    """Decodes a chunked response body into `body` (a bytearray of at most `limit` bytes).
+
+    feed() takes buf[start:end] and returns how many bytes it used; an
+    incomplete framing line is left for the next call. `done` is set after
+    the last chunk and its trailer lines. Errors are ProtocolError(502).
+    State: _left > 0 data bytes to copy; 0 a size line next; -1 the CRLF
+    after a chunk's data; -2 trailer lines (until the empty one).
+    """
+
+    def __init__(self, limit=MAX_RESPONSE_BODY, trailer_limit=http1.MAX_HEADER_BLOCK):
+        self.body = bytearray()
+        self.limit = limit
+        self.trailer_limit = trailer_limit
+        self.done = False
+        self._left = 0
+        self._trailer = 0
+
+    def feed(self, buf, start, end):
+        """Decode what buf[start:end] holds; return the bytes used."""
+        pos = start
+        while pos < end and not self.done:
+            left = self._left
+            if left > 0:
+                n = min(left, end - pos)
+                self.body.extend(buf[pos:pos + n])
+                pos += n
+                self._left = -1 if n == left else left - n
+                continue
+            limit = _MAX_CHUNK_LINE if left > -2 else self.trailer_limit - self._trailer
+            nl = buf.find(b"\n", pos, end)
+            if (nl if nl >= 0 else end) - pos > limit + 1:
+                raise ProtocolError(BAD_GATEWAY, "chunk framing line too long")
+            if nl < 0:
+                break
+            le = nl - 1
+            if nl == pos or buf[le] != _CR:
+                raise ProtocolError(BAD_GATEWAY, "chunk framing line ends in a bare LF")
+            if left == 0:  # the size line: hex digits, then maybe ";" extensions, which we ignore
+                size = 0
+                i = pos
+                while i < le:
+                    c = buf[i]
+                    if c == 59 or c == _SP or c == _HT:
+                        break
+                    d = c - 48 if 48 <= c <= 57 else (c | 32) - 87  # 0-9, then a-f or A-F
+                    if not 0 <= d <= 15 or (d < 10 and c > 57) or i - pos > 7:
+                        raise ProtocolError(BAD_GATEWAY, "bad chunk size")
+                    size = size * 16 + d
+                    i += 1
+                if i == pos:
+                    raise ProtocolError(BAD_GATEWAY, "bad chunk size")
+                if len(self.body) + size > self.limit:
+                    raise ProtocolError(BAD_GATEWAY, "response body over %d bytes" % self.limit)
+                self._left = size if size else -2
+            elif left == -1:
+                if le != pos:
+                    raise ProtocolError(BAD_GATEWAY, "chunk data longer than its size")
+                self._left = 0
+            else:
+                self._trailer += nl + 1 - pos
+                if le == pos:
+                    self.done = True
+            pos = nl + 1
+        return pos - start
+
+
 class Connection:
     """A keep-alive connection to one server, opened on first use and reopened when closed.
 
@@ -103,11 +189,11 @@ class Connection:
     """
 
     def __init__(self, host, port, timeout=TIMEOUT, tls=None, server_hostname=None,
-                 max_body=http1.MAX_RESPONSE_BODY, limits=None, view_body=False):
+                 max_body=MAX_RESPONSE_BODY, limits=None, view_body=False):
         """view_body: a body that arrives within the buffer is returned as a memoryview of it, valid
         until the next request on this object: no copy, no allocation the size of the body."""
         head = limits or http1.DEFAULT_LIMITS
-        self.limits = http1.Limits(head.request_line, head.header_block if limits else http1.MAX_RESPONSE_HEADER_BLOCK,
+        self.limits = http1.Limits(head.request_line, head.header_block if limits else MAX_RESPONSE_HEADER_BLOCK,
                                    head.headers, max_body)
         self.host = host
         self.port = port
@@ -119,7 +205,7 @@ class Connection:
         self._reader = None
         self._writer = None
         self._buf = bytearray(self.limits.head)  # kept for the life of the object, across connections
-        self._parser = http1.ResponseParser(self.limits)
+        self._parser = ResponseParser(self.limits)
         self.connects = 0  # connections opened so far (keep-alive reuse shows here)
         self.view_body = view_body
 
@@ -280,7 +366,7 @@ class Connection:
                 body[have:have + n] = buf[0:n]
                 have += n
             return bytes(body), 0, 0
-        if length == http1.UNTIL_CLOSE:
+        if length == UNTIL_CLOSE:
             body = bytearray(buf[start:end])
             while True:
                 if len(body) > self.limits.body:
@@ -289,7 +375,7 @@ class Connection:
                 if not n:
                     return bytes(body), 0, 0
                 body.extend(buf[0:n])
-        decoder = http1.ChunkedBody(self.limits.body, self.limits.header_block)
+        decoder = ChunkedBody(self.limits.body, self.limits.header_block)
         while True:
             try:
                 start += decoder.feed(buf, start, end)
@@ -406,7 +492,7 @@ class Reuse:
 
 
 async def request(method, host, port, path, body=None, headers=None, timeout=TIMEOUT, tls=None,
-                  server_hostname=None, max_body=http1.MAX_RESPONSE_BODY):
+                  server_hostname=None, max_body=MAX_RESPONSE_BODY):
     """One request on a fresh connection, closed afterwards: (status, headers, body bytes)."""
     conn = Connection(host, port, timeout, tls, server_hostname, max_body)
     try:
