@@ -32,24 +32,15 @@ _READ_SIZE = 512
 # errno values meaning "no connection" (MicroPython's errno lacks some names).
 _REFUSED = tuple(getattr(errno, name) for name in ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT")
                  if hasattr(errno, name))
-_SAFE_TO_REPEAT = ("GET", "HEAD")
 
 
-def _is_token(text):
-    if not text:
-        return False
-    for c in text:
-        if not (c.isalpha() or c.isdigit() or c in "!#$%&'*+-.^_`|~") or ord(c) > 126:
-            return False
-    return True
-
-
-def _is_text(text):
+def _ok(text, token):
+    """`text` is an HTTP token (`token`), or printable ASCII and tabs (not `token`)."""
     for c in text:
         o = ord(c)
-        if (o < 32 and o != 9) or o > 126:
+        if o > 126 or (o < 32 and o != 9) or (token and not (c.isalpha() or c.isdigit() or c in "!#$%&'*+-.^_`|~")):
             return False
-    return True
+    return bool(text) or not token
 
 
 class ResponseParser(http1.HeadParser):
@@ -208,12 +199,7 @@ class Connection:
         self._parser = ResponseParser(self.limits)
         self.connects = 0  # connections opened so far (keep-alive reuse shows here)
         self.view_body = view_body
-
-    def __repr__(self):
-        return "<Connection %s:%s>" % (self.host, self.port)
-
-    def _where(self):
-        return "%s:%s" % (self.host, self.port)
+        self._where = "%s:%s" % (host, port)  # for error messages
 
     async def request(self, method, path, body=None, headers=None, close=False):
         """Send one request and read its response: (status, headers, body bytes)."""
@@ -222,11 +208,20 @@ class Connection:
             reused = self._writer is not None
             try:
                 if not reused:
-                    await self._open()
+                    self.connects += 1
+                    try:
+                        if self.tls is not None:
+                            opening = asyncio.open_connection(self.host, self.port, ssl=self.tls,
+                                                              server_hostname=self.server_hostname or self.host)
+                        else:
+                            opening = asyncio.open_connection(self.host, self.port)
+                        self._reader, self._writer = await asyncio.wait_for(opening, self.timeout)
+                    except BaseException as exc:
+                        raise self._failure(exc, "connecting to", False)
                 return await self._exchange(data, method, close)
             except ConnectionDropped as exc:
                 await self.close(abort=True)
-                if reused and not exc.answered and method in _SAFE_TO_REPEAT:
+                if reused and not exc.answered and (method == "GET" or method == "HEAD"):
                     continue  # the server had closed the idle connection: once more, on a new one
                 raise
             except BaseException:
@@ -262,9 +257,9 @@ class Connection:
     # --- steps ----------------------------------------------------------------------
 
     def _encode(self, method, path, body, headers, close):
-        if not _is_token(method):
+        if not _ok(method, True):
             raise ValueError("method must be an HTTP token")
-        if not path.startswith("/") or " " in path or not _is_text(path) or "\t" in path:
+        if not path.startswith("/") or " " in path or not _ok(path, False) or "\t" in path:
             raise ValueError("path must start with / and hold printable ASCII only")
         if body is not None and not isinstance(body, (bytes, bytearray)):
             raise TypeError("body must be bytes")
@@ -275,7 +270,7 @@ class Connection:
             lower = name.lower()
             if lower in ("host", "content-length", "transfer-encoding", "connection"):
                 raise ValueError("header %s is set by the client" % name)
-            if not _is_token(name) or not isinstance(value, str) or not _is_text(value):
+            if not _ok(name, True) or not isinstance(value, str) or not _ok(value, False):
                 raise ValueError("header %s has a bad name or value" % name)
             typed = typed or lower == "content-type"
             lines.append("%s: %s\r\n" % (name, value))
@@ -288,18 +283,6 @@ class Connection:
         lines.append("\r\n")
         head = "".join(lines).encode()
         return head + body if body else head
-
-    async def _open(self):
-        self.connects += 1
-        try:
-            if self.tls is not None:
-                opening = asyncio.open_connection(self.host, self.port, ssl=self.tls,
-                                                  server_hostname=self.server_hostname or self.host)
-            else:
-                opening = asyncio.open_connection(self.host, self.port)
-            self._reader, self._writer = await asyncio.wait_for(opening, self.timeout)
-        except BaseException as exc:
-            raise self._failure(exc, "connecting to", False)
 
     async def _exchange(self, data, method, close):
         writer = self._writer
@@ -325,7 +308,7 @@ class Connection:
                 if end > start:
                     head = parser.parse(self._buf, start, end)
             except ProtocolError as exc:
-                raise BadResponse("%s: %s" % (self._where(), exc.message))
+                raise BadResponse("%s: %s" % (self._where, exc.message))
             if head is not None:
                 start += parser.consumed
                 if 100 <= head[0] < 200:  # interim (100 Continue): the real answer follows
@@ -339,60 +322,65 @@ class Connection:
                 start = 0
             n = await self._read_into(end, len(self._buf), end > 0, sent)
             if not n:
-                raise sent or ConnectionDropped("%s closed the connection before answering" % self._where(),
+                raise sent or ConnectionDropped("%s closed the connection before answering" % self._where,
                                                 answered=end > 0)
             end += n
         status, headers = head
-        body, start, end = await self._body(start, end)
-        if close or not parser.keep_alive or end > start:
-            await self.close()  # the server said so, or sent more than it framed: never reuse
-        return status, headers, body
-
-    async def _body(self, start, end):
-        parser = self._parser
+        # the body (in this coroutine: on MicroPython each coroutine call allocates its frame)
         buf = self._buf
         length = parser.length
-        if length >= 0:
-            if end - start >= length:
-                body = memoryview(buf)[start:start + length]
-                return body if self.view_body else bytes(body), start + length, end
+        if length >= 0 and end - start >= length:
+            body = memoryview(buf)[start:start + length]
+            if not self.view_body:
+                body = bytes(body)
+            start += length
+        elif length >= 0:
             body = bytearray(length)
             have = end - start
             body[0:have] = buf[start:end]
             while have < length:
                 n = await self._read_into(0, min(len(buf), length - have), True)
                 if not n:
-                    raise ConnectionDropped("%s closed the connection mid-body" % self._where())
+                    raise ConnectionDropped("%s closed the connection mid-body" % self._where)
                 body[have:have + n] = buf[0:n]
                 have += n
-            return bytes(body), 0, 0
-        if length == UNTIL_CLOSE:
+            body = bytes(body)
+            start = end = 0
+        elif length == UNTIL_CLOSE:
             body = bytearray(buf[start:end])
             while True:
                 if len(body) > self.limits.body:
-                    raise BadResponse("%s: response body larger than %d bytes" % (self._where(), self.limits.body))
+                    raise BadResponse("%s: response body over %d bytes" % (self._where, self.limits.body))
                 n = await self._read_into(0, len(buf), True)
                 if not n:
-                    return bytes(body), 0, 0
+                    break
                 body.extend(buf[0:n])
-        decoder = ChunkedBody(self.limits.body, self.limits.header_block)
-        while True:
-            try:
-                start += decoder.feed(buf, start, end)
-            except ProtocolError as exc:
-                raise BadResponse("%s: %s" % (self._where(), exc.message))
-            if decoder.done:
-                return bytes(decoder.body), start, end
-            if start == end:
-                start = end = 0
-            elif end == len(buf):
-                end -= start
-                buf[0:end] = buf[start:start + end]
-                start = 0
-            n = await self._read_into(end, len(buf), True)
-            if not n:
-                raise ConnectionDropped("%s closed the connection mid-body" % self._where())
-            end += n
+            body = bytes(body)
+            start = end = 0
+        else:
+            decoder = ChunkedBody(self.limits.body, self.limits.header_block)
+            while True:
+                try:
+                    start += decoder.feed(buf, start, end)
+                except ProtocolError as exc:
+                    raise BadResponse("%s: %s" % (self._where, exc.message))
+                if decoder.done:
+                    break
+                if start == end:
+                    start = end = 0
+                elif end == len(buf):
+                    end -= start
+                    buf[0:end] = buf[start:start + end]
+                    start = 0
+                n = await self._read_into(end, len(buf), True)
+                if not n:
+                    raise ConnectionDropped("%s closed the connection mid-body" % self._where)
+                end += n
+            body = bytes(decoder.body)
+        if close or not parser.keep_alive or end > start:
+            await self.close()  # the server said so, or sent more than it framed: never reuse
+        return status, headers, body
+
 
     async def _read_into(self, pos, stop, answered, sent=None):
         """Read at most stop - pos bytes into the buffer at pos; 0 at end of stream."""
@@ -413,7 +401,7 @@ class Connection:
 
     def _failure(self, exc, doing, answered):
         """The NetError that says what `exc` meant while `doing` (a phrase) with this server."""
-        where = self._where()
+        where = self._where
         if isinstance(exc, NetError):
             return exc
         if isinstance(exc, asyncio.TimeoutError):  # before OSError: CPython's is one
@@ -422,9 +410,7 @@ class Connection:
             return TlsFailed("TLS with %s failed: %s" % (where, _reason(exc)))
         if isinstance(exc, OSError):
             code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else getattr(exc, "errno", None)
-            if code in _REFUSED and not answered:
-                return ConnectFailed("cannot connect to %s: %s" % (where, _reason(exc)))
-            if doing == "connecting to":
+            if doing == "connecting to" or (code in _REFUSED and not answered):
                 return ConnectFailed("cannot connect to %s: %s" % (where, _reason(exc)))
             return ConnectionDropped("%s %s failed: %s" % (doing, where, _reason(exc)), answered)
         if isinstance(exc, EOFError):
