@@ -78,8 +78,6 @@ async def recvfrom(sock, size=MAX_DATAGRAM):
         await _Readable(sock)
 
 
-
-
 class Broadcaster:
     """Sends one producer's broadcast message every interval, on one socket."""
 
@@ -109,8 +107,8 @@ class Broadcaster:
         except OSError as exc:
             if not self.failing and self.log:
                 # Said once: a host with only loopback has no route to 255.255.255.255.
-                self.log("broadcast to %s:%d fails (%s); still serving. On a loopback-only host "
-                         "broadcast to %s instead" % (self.destination, self.port, exc, LOOPBACK_BROADCAST))
+                self.log("broadcast to %s:%d fails (%s); still serving (loopback-only host? use %s)"
+                         % (self.destination, self.port, exc, LOOPBACK_BROADCAST))
             self.failing = True
             return
         if self.failing and self.log:
@@ -148,8 +146,6 @@ class ProbeResponder:
         finally:
             sock.close()
             self.sock = None
-
-
 
 
 async def cancel_all(tasks):

@@ -7,11 +7,12 @@ and phase; they never hold headers, bodies, keys or tokens. Never does I/O.
 
 
 class NetError(Exception):
-    """A request to a peer failed; `message` says where and why."""
+    """A request to a peer failed; `message` says where and why (`answered`: see ConnectionDropped)."""
 
-    def __init__(self, message):
+    def __init__(self, message, answered=True):
         super().__init__(message)
         self.message = message
+        self.answered = answered
 
 
 class HttpTimeout(NetError):
@@ -29,10 +30,6 @@ class ConnectionDropped(NetError):
     request on a reused keep-alive connection may then be retried, if it
     is safe to repeat).
     """
-
-    def __init__(self, message, answered=True):
-        super().__init__(message)
-        self.answered = answered
 
 
 class TlsFailed(NetError):
