@@ -4,7 +4,8 @@
 #   from wpwithin import repl
 #   repl.status()     # mode, WiFi, clock, services, orders and units left, errors
 #   repl.restart()    # start the app again (Ctrl-C stops it)
-from wpwithin import app, repl
+# repl is not imported here: a running board keeps its heap for the Thing.
+from wpwithin import app
 
-board = repl.make_board()
-app.main(board, repl.make_hooks(board))
+board = app.make_board()
+app.main(board, app.make_hooks(board))

@@ -53,6 +53,24 @@ state = {"board": None, "thing": None, "mode": "not started", "crashes": 0, "mes
          "watcher": None, "stopped": True}
 
 
+def make_board():
+    """The board of this platform: ESP32 hardware, or the host stand-in elsewhere."""
+    if sys.platform == "esp32":
+        from wpwithin.board_esp32 import Esp32Board
+
+        return Esp32Board()
+    from wpwithin.board_host import HostBoard
+
+    return HostBoard()
+
+
+def make_hooks(board):
+    """The example service's hooks: the relay is on while units are delivered."""
+    from wpwithin.charging import ChargingHooks
+
+    return ChargingHooks(board.relay, board.led)
+
+
 def log(message):
     print("[wpw] %s" % message)
     messages = state["messages"]
