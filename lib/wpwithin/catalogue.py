@@ -56,9 +56,6 @@ class Service:
     def price_entries(self):
         return [self.prices[k].entry() for k in sorted(self.prices)]
 
-    def _tiers(self, unit_id):
-        return [p for p in self.prices.values() if p.unit_id == unit_id]
-
 
 class Catalogue:
     def __init__(self, services=()):
@@ -91,28 +88,26 @@ class Catalogue:
                 raise ProtocolError(CONFLICT, "Service %d has no units left" % service_id)
             supply = min(supply, left)
         if not price.covers(supply):
-            price, supply = _tier_for(service._tiers(price.unit_id), supply)
+            # Another tier of the same unit: the cheapest covering the units, else the units capped at
+            # the highest tier's maximum; below every tier, refused naming the minimum.
+            best = top = low = None
+            for p in service.prices.values():
+                if p.unit_id != price.unit_id:
+                    continue
+                if p.covers(supply) and (best is None or p.amount < best.amount):
+                    best = p
+                if top is None or p.max_units > top.max_units:
+                    top = p
+                if low is None or p.min_units < low.min_units:
+                    low = p
+            if best is not None:
+                price = best
+            elif supply > top.max_units:
+                price, supply = top, top.max_units
+            else:
+                raise ProtocolError(UNPROCESSABLE, "selectedNumberOfUnits must be at least %d" % low.min_units)
         total = supply * price.amount
         if total > wire.MAX_AMOUNT:
             raise ProtocolError(UNPROCESSABLE, "total price exceeds %d; select fewer units" % wire.MAX_AMOUNT)
         return price, supply, total
 
-
-def _tier_for(tiers, units):
-    covering = [p for p in tiers if p.covers(units)]
-    if covering:
-        best = covering[0]
-        for p in covering:
-            if p.amount < best.amount:
-                best = p
-        return best, units
-    top = tiers[0]
-    low = tiers[0]
-    for p in tiers:
-        if p.max_units > top.max_units:
-            top = p
-        if p.min_units < low.min_units:
-            low = p
-    if units > top.max_units:
-        return top, top.max_units
-    raise ProtocolError(UNPROCESSABLE, "selectedNumberOfUnits must be at least %d" % low.min_units)

@@ -47,15 +47,11 @@ def equal(a, b):
     return diff == 0
 
 
-def _payload(key, server_id, client_id, service_id, units, expiry):
-    # Length-prefixed fields: no choice of values can make two payloads equal.
-    parts = (key, server_id, client_id, str(service_id), str(units), expiry)
-    return "".join("%d:%s;" % (len(p), p) for p in parts).encode()
-
-
 def sign(secret, key, server_id, client_id, service_id, units, expiry):
     """The token signature (bytes) over the fields it binds."""
-    return hmac_sha256(secret, _payload(key, server_id, client_id, service_id, units, expiry))
+    # Length-prefixed fields: no choice of values can make two payloads equal.
+    parts = (key, server_id, client_id, str(service_id), str(units), expiry)
+    return hmac_sha256(secret, "".join("%d:%s;" % (len(p), p) for p in parts).encode())
 
 
 def new_key(random_bytes):

@@ -52,18 +52,6 @@ def _line(record):
     return line
 
 
-def _checked(line):
-    """The JSON bytes of a line whose CRC is good, else None."""
-    if len(line) < 11 or line[8:9] != b" " or line[-1:] != b"\n":
-        return None
-    text = line[9:-1]
-    try:
-        crc = int(line[:8], 16)
-    except ValueError:
-        return None
-    return text if crc == crc32(text) & 0xFFFFFFFF else None
-
-
 def exists(path):
     """True when path names a file or folder (MicroPython has no os.path)."""
     try:
@@ -119,11 +107,22 @@ class FileJournal:
                                             "damages every line)" % number)
                     if len(line) > MAX_LINE:
                         raise self._corrupt(number, "is longer than %d bytes" % MAX_LINE)
-                    text = _checked(line)
-                    if text is None:
+                    text = line[9:-1]  # the JSON bytes, if the line's CRC is good
+                    try:
+                        good = (len(line) >= 11 and line[8:9] == b" " and line[-1:] == b"\n"
+                                and int(line[:8], 16) == crc32(text) & 0xFFFFFFFF)
+                    except ValueError:
+                        good = False
+                    if not good:
                         torn = number
                         continue
-                    record = self._record(number, text)
+                    try:
+                        record = json.loads(text.decode())
+                    except (UnicodeError, ValueError):
+                        record = None
+                    if not isinstance(record, list) or not record:
+                        raise self._corrupt(number, "has a good checksum but is not a record (not a JSON list "
+                                            "in UTF-8)")
                     count += 1
                     if apply is None:
                         records.append(record)
@@ -134,30 +133,16 @@ class FileJournal:
                         raise self._corrupt(number, "has a good checksum but a record that cannot be "
                                             "applied (%s: %s)" % (type(exc).__name__, exc))
         if torn:
-            self._drop_tail(torn)
+            # Keep the good lines before the torn one, by copying them to a new file and renaming it over.
+            size = os.stat(self.path)[6]
+            with open(self.path, "rb") as old, open(tmp, "wb") as new:
+                for _ in range(torn - 1):
+                    new.write(old.readline(MAX_LINE + 1))
+            self._replace(tmp)
+            self.dropped = size - self.size
         else:
             self._open()
         return records if apply is None else count
-
-    def _record(self, number, text):
-        try:
-            record = json.loads(text.decode())
-        except (UnicodeError, ValueError):
-            record = None
-        if not isinstance(record, list) or not record:
-            raise self._corrupt(number, "has a good checksum but is not a record (not a JSON list "
-                                "in UTF-8)")
-        return record
-
-    def _drop_tail(self, line_number):
-        # Keep the good lines before the torn one, by copying them to a new file and renaming it over.
-        size = os.stat(self.path)[6]
-        tmp = self.path + ".tmp"
-        with open(self.path, "rb") as old, open(tmp, "wb") as new:
-            for _ in range(line_number - 1):
-                new.write(old.readline(MAX_LINE + 1))
-        self._replace(tmp)
-        self.dropped = size - self.size
 
     def _open(self):
         self._file = open(self.path, "ab")

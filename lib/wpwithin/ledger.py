@@ -262,22 +262,19 @@ class Ledger:
             raise ProtocolError(CONFLICT, "payment reference already in use")
         out = []
         if len(self.orders) >= self.max_orders:
-            out.extend(self._make_room(now))
+            # The oldest unpaid quote goes, if it is at least QUOTE_GRACE old: a fresher one may be
+            # being paid right now, and dropping it would fail that purchase; better the new quote
+            # waits (503, which consumers retry). An order with units left never goes.
+            oldest = None
+            for o in self.orders.values():
+                if o.state == QUOTED and now - o.quoted_at >= QUOTE_GRACE and (
+                        oldest is None or o.quoted_at < oldest.quoted_at):
+                    oldest = o
+            if oldest is None:
+                raise ProtocolError(UNAVAILABLE, "too many open orders; try again later")
+            out.append(self._do(["x", oldest.ref]))
         out.append(self._do(["q", ref, client_id, service_id, price_id, units, total, currency, now]))
         return out
-
-    def _make_room(self, now):
-        # The oldest unpaid quote goes, if it is at least QUOTE_GRACE old: a fresher one may be
-        # being paid right now, and dropping it would fail that purchase; better the new quote
-        # waits (503, which consumers retry). An order with units left never goes.
-        spare = [o for o in self.orders.values() if o.state == QUOTED and now - o.quoted_at >= QUOTE_GRACE]
-        if not spare:
-            raise ProtocolError(UNAVAILABLE, "too many open orders; try again later")
-        oldest = spare[0]
-        for o in spare:
-            if o.quoted_at < oldest.quoted_at:
-                oldest = o
-        return [self._do(["x", oldest.ref])]
 
     def held(self, service_id, now, but=None):
         """Units of a service held by orders not yet paid (all but the order `but`)."""

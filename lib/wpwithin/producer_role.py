@@ -74,37 +74,33 @@ class ProducerRole:
 
     async def handle(self, method, path, headers, body):
         """(status, body bytes) for one HTTP request."""
+        core = self.core
         try:
             name, service = producer.route(self.url_prefix, method, path)
-            return 200, wire.encode_json(await self._dispatch(name, service, body))
+            if name == producer.DISCOVER:
+                response = core.services()
+            elif name == producer.PRICES:
+                response = core.prices(service)
+            elif not self.time_known():
+                # Quotes and tokens carry expiry times: without a real clock, sell nothing.
+                raise ProtocolError(UNAVAILABLE, "the producer's clock is not set yet; try again shortly")
+            elif name == producer.TOTAL:
+                response, records = core.request_total(service, wire.decode_json(body), self._now(),
+                                                       self.random(16))
+                self._write(records)
+            elif name == producer.PAYMENT:
+                response = await self._payment(wire.decode_json(body))
+            elif name == producer.BEGIN:
+                response, record, order = core.delivery_begin(service, wire.decode_json(body), self._now())
+                self._write([record])
+                self._fire(self.hooks.delivery_begin(order.service_id, response["unitsToSupply"]))
+            else:
+                response, record, order = core.delivery_end(service, wire.decode_json(body), self._now())
+                self._write([record])
+                self._fire(self.hooks.delivery_end(order.service_id, response["unitsJustSupplied"]))
+            return 200, wire.encode_json(response)
         except ProtocolError as exc:
             return exc.status, wire.encode_json(wire.error(exc.status, exc.message))
-
-    async def _dispatch(self, name, service, body):
-        core = self.core
-        if name == producer.DISCOVER:
-            return core.services()
-        if name == producer.PRICES:
-            return core.prices(service)
-        if not self.time_known():
-            # Quotes and tokens carry expiry times: without a real clock, sell nothing.
-            raise ProtocolError(UNAVAILABLE, "the producer's clock is not set yet; try again shortly")
-        request = wire.decode_json(body)
-        if name == producer.TOTAL:
-            response, records = core.request_total(service, request, self._now(), self.random(16))
-            self._write(records)
-            return response
-        if name == producer.PAYMENT:
-            return await self._payment(request)
-        if name == producer.BEGIN:
-            response, record, order = core.delivery_begin(service, request, self._now())
-            self._write([record])
-            self._fire(self.hooks.delivery_begin(order.service_id, response["unitsToSupply"]))
-            return response
-        response, record, order = core.delivery_end(service, request, self._now())
-        self._write([record])
-        self._fire(self.hooks.delivery_end(order.service_id, response["unitsJustSupplied"]))
-        return response
 
     # --- payment -------------------------------------------------------------------
     #

@@ -7,7 +7,9 @@ so no Thing needs to. Never reads the clock: callers pass the time in.
 """
 
 
-def _civil_from_days(z):
+def format_time(seconds):
+    """Unix seconds (int, UTC) -> RFC 3339 string."""
+    z, rest = divmod(seconds, 86400)
     # The date of day z since 1970-01-01, proleptic Gregorian (H. Hinnant's algorithm).
     z += 719468
     era = z // 146097
@@ -17,11 +19,5 @@ def _civil_from_days(z):
     mp = (5 * doy + 2) // 153
     d = doy - (153 * mp + 2) // 5 + 1
     m = mp + (3 if mp < 10 else -9)
-    return yoe + era * 400 + (m <= 2), m, d
-
-
-def format_time(seconds):
-    """Unix seconds (int, UTC) -> RFC 3339 string."""
-    days, rest = divmod(seconds, 86400)
-    y, m, d = _civil_from_days(days)
+    y = yoe + era * 400 + (m <= 2)
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, rest // 3600, rest // 60 % 60, rest % 60)

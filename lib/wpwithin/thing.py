@@ -20,11 +20,6 @@ from wpwithin.producer_role import ProducerRole
 STATUS_ORDERS = 8  # orders status() lists; it counts them all
 
 
-def server_id(config, board):
-    """The configured serverID, or one derived from the board's unique id (stable across reboots)."""
-    return config.device["serverId"] or "wpw-" + board.unique_id()
-
-
 class Thing:
     def __init__(self, config, secrets, board, hooks=None, log=None, gateway_ca=None, spawn=None):
         """`spawn(name, factory)` starts a task running factory(); app.py's restarts crashed ones."""
@@ -34,7 +29,8 @@ class Thing:
         self.hooks = hooks
         self.log = log or (lambda message: None)
         self.gateway_ca = gateway_ca
-        self.server_id = server_id(config, board)
+        # The configured serverID, or one derived from the board's unique id (stable across reboots).
+        self.server_id = config.device["serverId"] or "wpw-" + board.unique_id()
         self.producer = None  # ProducerRole
         self.consumer = None  # ConsumerRole
         self.server = None
@@ -52,7 +48,27 @@ class Thing:
 
     async def start(self):
         if self.config.producer["enabled"]:
-            await self._start_producer()
+            cfg, net = self.config.producer, self.config.network
+            ledger = Ledger(max_orders=cfg["maxOrders"], delivery_timeout=cfg["deliveryTimeout"])
+            self.journal = FileJournal(cfg["journal"])
+            self.journal.load(ledger.apply)
+            if self.journal.dropped:
+                self.log("journal: dropped a torn last record (%d bytes)" % self.journal.dropped)
+            core = Producer(self.server_id, self.config.catalogue, ledger, self._secrets.signing_secret,
+                            self._secrets.client_key, cfg["tokenLifetime"], cfg["refundOnExpiry"])
+            gateway = GatewayClient(self.config.gateway["url"], self._secrets.service_key, self.gateway_ca,
+                                    self.config.gateway["timeout"])
+            self.producer = ProducerRole(core, gateway, self.board.time, self.board.random, self.journal,
+                                         self.hooks, self.log, net["urlPrefix"], time_known=self.board.time_known)
+            self.server = Server(self.producer.handle, net["host"], net["port"],
+                                 max_connections=net["maxConnections"], read_timeout=net["readTimeout"],
+                                 log=self.log)
+            await self.server.start()
+            await self.restart_discovery(net["hostname"] or self.board.ip_address())
+            self.tasks.append(self._spawn("sweep", self._sweep))
+            unresolved = ledger.unresolved()
+            if unresolved:  # charges cut short by a reset: ask the gateway, one order at a time
+                self.tasks.append(asyncio.create_task(self._resolve(unresolved)))
         if self.config.consumer["enabled"]:
             from wpwithin import wallet  # not in producer-only images
             from wpwithin.consumer_role import ConsumerRole, payment_wait
@@ -72,29 +88,6 @@ class Thing:
             self.heap_report = HeapReport(self, self.config.network["debugHeap"])
             self.heap_report.open()
             self.tasks.append(self._spawn("heap report", self.heap_report.run))
-
-    async def _start_producer(self):
-        cfg, net = self.config.producer, self.config.network
-        ledger = Ledger(max_orders=cfg["maxOrders"], delivery_timeout=cfg["deliveryTimeout"])
-        self.journal = FileJournal(cfg["journal"])
-        self.journal.load(ledger.apply)
-        if self.journal.dropped:
-            self.log("journal: dropped a torn last record (%d bytes)" % self.journal.dropped)
-        core = Producer(self.server_id, self.config.catalogue, ledger, self._secrets.signing_secret,
-                        self._secrets.client_key, cfg["tokenLifetime"], cfg["refundOnExpiry"])
-        gateway = GatewayClient(self.config.gateway["url"], self._secrets.service_key, self.gateway_ca,
-                                self.config.gateway["timeout"])
-        self.producer = ProducerRole(core, gateway, self.board.time, self.board.random, self.journal,
-                                     self.hooks, self.log, net["urlPrefix"], time_known=self.board.time_known)
-        self.server = Server(self.producer.handle, net["host"], net["port"],
-                             max_connections=net["maxConnections"], read_timeout=net["readTimeout"],
-                             log=self.log)
-        await self.server.start()
-        await self.restart_discovery(net["hostname"] or self.board.ip_address())
-        self.tasks.append(self._spawn("sweep", self._sweep))
-        unresolved = ledger.unresolved()
-        if unresolved:  # charges cut short by a reset: ask the gateway, one order at a time
-            self.tasks.append(asyncio.create_task(self._resolve(unresolved)))
 
     async def restart_discovery(self, hostname):
         """(Re)start the broadcaster and probe responder announcing `hostname`."""

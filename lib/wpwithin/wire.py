@@ -303,10 +303,6 @@ _SECRET_PREFIXES = (b"TEST_SU_", b"T_S_", b"T_C_")  # tokens, service keys, clie
 _HIDDEN = b"[hidden]"
 
 
-def _word_byte(c):
-    return 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 95 or c == 45  # 0-9 A-Z a-z _ -
-
-
 def scrub(text):
     """`text` with card-number-like digits and gateway tokens and keys replaced by "[hidden]".
 
@@ -323,7 +319,10 @@ def scrub(text):
         if c == 84 and (data.startswith(_SECRET_PREFIXES[0], i) or data.startswith(_SECRET_PREFIXES[1], i)
                         or data.startswith(_SECRET_PREFIXES[2], i)):  # "T"
             j = i
-            while j < n and _word_byte(data[j]):
+            while j < n:
+                b = data[j]
+                if not (48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b == 95 or b == 45):  # 0-9 A-Z a-z _ -
+                    break
                 j += 1
         elif 48 <= c <= 57:
             j = end = i  # data[i:end] holds the digits counted so far
@@ -444,24 +443,18 @@ def get_currency(f, name):
     return value
 
 
-def ascii_digits(text):
-    """True for a non-empty string of 0-9 only (str.isdigit also takes other scripts' digits)."""
-    if not text:
-        return False
+def parse_path_id(text, what):
+    """A numeric id from the URL path, as the reference parses it (400 if not a number).
+
+    1 to 10 of 0-9 only: str.isdigit would take other scripts' digits too.
+    """
+    ok = 0 < len(text) <= 10
     for char in text:
         if char < "0" or char > "9":
-            return False
-    return True
-
-
-def parse_path_id(text, what):
-    """A numeric id from the URL path, as the reference parses it (400 if not a number)."""
-    if len(text) > 10 or not ascii_digits(text):
+            ok = False
+    if not ok or int(text) > MAX_NUMBER_ID:
         raise ProtocolError(BAD_REQUEST, "Unable to parse input %s id" % what)
-    value = int(text)
-    if value > MAX_NUMBER_ID:
-        raise ProtocolError(BAD_REQUEST, "Unable to parse input %s id" % what)
-    return value
+    return int(text)
 
 
 # --- discovery ----------------------------------------------------------------
