@@ -211,7 +211,8 @@ def test_consumer_kills_lose_no_paid_token_or_unit_and_charge_nothing_twice(tmp_
         for order in ledger.orders.values():
             assert order.in_flight == 0, "a delivery left open on the producer: %s" % order.ref
             supplied[order.ref] = (order.key, order.delivered)
-        for key, spent in ledger.spent.items():  # used up: every unit supplied
+        for key in ledger.spent:  # used up: every unit supplied
+            spent = ledger.used_up(key)
             supplied[spent[0]] = (key, spent[3])
         mismatched = []
         units_received = 0

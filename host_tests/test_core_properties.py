@@ -211,7 +211,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert order.delivered == 0 and order.in_flight == 0
         for key, units in self.supplied.items():
             assert units <= self.paid[key]
-        for key, (ref, client, service, units, expiry) in self.ledger.spent.items():
+        for key in self.ledger.spent:
+            ref, client, service, units, expiry = self.ledger.used_up(key)
             # Used up, or expired and kept to be answered 410.
             assert self.supplied.get(key, 0) == units or expiry <= self.now
             assert key not in self.ledger.by_key and ref not in self.ledger.orders

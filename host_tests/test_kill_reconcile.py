@@ -154,7 +154,7 @@ def test_kills_lose_no_paid_units_and_charge_nothing_twice(tmp_path):
         twice = [code for code, orders in charged.items() if len(orders) > 1]
         assert twice == [], "charged twice: %s" % twice
         lost = []
-        used_up = set(spent[0] for spent in ledger.spent.values())  # delivered in full
+        used_up = set(ledger.used_up(key)[0] for key in ledger.spent)  # delivered in full
         for code, (order,) in charged.items():
             mine = ledger.orders.get(code)
             if order["status"] == "REFUNDED" or (mine is None and code in used_up):

@@ -93,7 +93,7 @@ def test_a_used_up_order_leaves_the_ledger_and_its_token_is_still_refused_as_use
     ledger.begin_delivery(order, 2, NOW)
     ledger.end_delivery(order, 2)
     assert ledger.orders == {} and ledger.by_key == {}  # its slot is free for the next purchase
-    assert ledger.spent == {"k1": ("done", "c1", 1, 2, NOW + 60)}
+    assert list(ledger.spent) == ["k1"] and ledger.used_up("k1") == ("done", "c1", 1, 2, NOW + 60)
     again = ledger.paid_order("k1", "c1", 1)
     assert "Units available = 0" in refused(CONFLICT, ledger.begin_delivery, again, 1, NOW)
     assert "begin one first" in refused(CONFLICT, ledger.end_delivery, again, 1)

@@ -320,7 +320,7 @@ def test_a_delivery_never_ended_is_ended_by_the_sweep_after_the_timeout():
         assert status == 200
         clock.now += 300
         await role.expire()
-        order = role.core.ledger.spent[token["key"]]
+        order = role.core.ledger.used_up(token["key"])
         assert order[3] == 2  # both units counted as supplied: the token is used up
         status, body = await call(role, "POST", "/service/1/delivery/end", wire.end_request("c1", token, 0))
         assert status == 409 and "no delivery in progress" in body["message"]

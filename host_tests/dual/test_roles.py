@@ -149,7 +149,7 @@ def test_a_thing_with_both_roles_sells_and_buys_in_one_loop_at_once():
             for thing, client, units in ((a, "thing-c-consumer", 3), (b, "thing-a-consumer", 2)):
                 ledger = thing.producer.core.ledger
                 assert ledger.orders == {}  # delivered in full: only the used-up token is kept
-                assert [(s[1], s[3]) for s in ledger.spent.values()] == [(client, units)]
+                assert [(ledger.used_up(k)[1], ledger.used_up(k)[3]) for k in ledger.spent] == [(client, units)]
             assert sorted(o[1] for o in gateway.memory.orders) == [60, 90]
         finally:
             await stop(gateway, a, b, c)

@@ -39,12 +39,14 @@ QUOTED order until its quote expires or an attempt is declined, a PAYING
 order until the gateway settles it. So what is sold never exceeds what a
 service can supply.
 
-An "e" record that leaves no units drops its order and keeps the token as
-`spent`: a tuple, about a third of an order's heap, so a board serving many
-purchases does not hold every finished order until its token expires. A
-spent token is still answered as the order would be (409: no units left)
+An "e" record that leaves no units drops its order and keeps the token in
+`spent` as one string, "<expiry, 10 digits> <service> <units> <ref> <client>"
+(used_up() reads it back): 115 B of heap on the 64-bit unix port where a
+tuple of the same fields took 229 and the order 835, so a board serving
+many purchases does not hold every finished order until its token expires.
+A spent token is still answered as the order would be (409: no units left)
 until it is one of more than max_orders spent tokens and the one that
-expires first goes.
+expires first goes (the expiry leads the string, so it sorts first).
 
 Public methods decide, build the record, apply it and return it; apply() is
 the only code that changes state, and replay() feeds stored records through
@@ -150,7 +152,8 @@ class Ledger:
             self.sold[record[1]] = record[2]
             return
         if kind == "d":
-            self._spend(record[1], record[2:])
+            _, key, ref, client, service, units, expiry = record
+            self._spend(key, ref, client, service, units, expiry)
             return
         if kind in ("b", "e"):
             order = self.by_key.get(record[1])
@@ -165,8 +168,8 @@ class Ledger:
                 if not order.remaining():
                     del self.orders[order.ref]
                     del self.by_key[order.key]
-                    self._spend(order.key, (order.ref, order.client_id, order.service_id, order.units,
-                                            order.expiry))
+                    self._spend(order.key, order.ref, order.client_id, order.service_id, order.units,
+                                order.expiry)
             return
         order = self.orders.get(record[1])
         if order is None:
@@ -198,16 +201,23 @@ class Ledger:
             del self.orders[order.ref]
             if order.key:  # an expired token: kept to be answered 410, not "unknown"
                 del self.by_key[order.key]
-                self._spend(order.key, (order.ref, order.client_id, order.service_id, order.units,
-                                        order.expiry))
+                self._spend(order.key, order.ref, order.client_id, order.service_id, order.units,
+                            order.expiry)
         else:
             raise ValueError("unknown record kind %r" % kind)
 
-    def _spend(self, key, spent):
-        self.spent[key] = tuple(spent)
+    def _spend(self, key, ref, client, service, units, expiry):
+        self.spent[key] = "%010d %d %d %s %s" % (expiry, service, units, ref, client)
         if len(self.spent) > self.max_orders:
-            first = min(self.spent, key=lambda k: (self.spent[k][4], k))
-            del self.spent[first]
+            del self.spent[min(self.spent, key=lambda k: (self.spent[k], k))]
+
+    def used_up(self, key):
+        """(ref, client, service, units, expiry) of a used-up or expired token kept in `spent`, or None."""
+        spent = self.spent.get(key)
+        if spent is None:
+            return None
+        expiry, service, units, ref, client = spent.split(" ", 4)  # a ref has no space; a client may
+        return ref, client, int(service), int(units), int(expiry)
 
     def _do(self, record):
         self.apply(record)
@@ -224,7 +234,7 @@ class Ledger:
         return (
             sorted(o.snapshot() for o in self.orders.values()),
             sorted(self.sold.items()),
-            sorted(self.spent.items()),
+            sorted((key, self.used_up(key)) for key in self.spent),
         )
 
     def records(self):
@@ -249,7 +259,7 @@ class Ledger:
                     out.append(["e", o.key, o.delivered])
                 if o.in_flight:
                     out.append(["b", o.key, o.in_flight, o.in_flight_since])
-        out.extend(["d", key] + list(self.spent[key]) for key in sorted(self.spent))
+        out.extend(["d", key] + list(self.used_up(key)) for key in sorted(self.spent))
         # Last, so it overrides what the "c" and "r" records above added up.
         out.extend(["s", service, self.sold[service]] for service in sorted(self.sold))
         return out
@@ -291,7 +301,8 @@ class Ledger:
     def order(self, ref, client_id):
         order = self.orders.get(ref)
         if order is None:
-            for spent in self.spent.values():
+            for key in self.spent:
+                spent = self.used_up(key)
                 if spent[0] == ref and spent[1] == client_id:
                     raise ProtocolError(GONE, "this order was paid; its delivery token is used up or has expired")
             raise ProtocolError(NOT_FOUND, "Unable to find order for payment ref %s" % ref)
@@ -346,7 +357,7 @@ class Ledger:
         """The paid order of a delivery token, checked against the request."""
         order = self.by_key.get(key)
         if order is None:
-            spent = self.spent.get(key)
+            spent = self.used_up(key)
             if spent is None:
                 raise ProtocolError(BAD_REQUEST, "unknown delivery token")
             ref, client, service, units, expiry = spent
