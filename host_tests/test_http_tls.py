@@ -20,7 +20,7 @@ import pytest
 import trustme
 
 import mpy
-from wpwithin.gateway_client import tls_context
+from wpwithin.tls import tls_context
 from wpwithin.http_client import Connection, request
 from wpwithin.net_errors import TlsFailed
 
@@ -120,7 +120,7 @@ def test_https_client_verifies_the_server_under_micropython(pki, tmp_path):
 def _micropython_source(fn):
     import inspect
     return ("import asyncio, json\n"
-            "from wpwithin.gateway_client import tls_context\n"
+            "from wpwithin.tls import tls_context\n"
             "from wpwithin.http_client import Connection, request\n"
             "from wpwithin.net_errors import TlsFailed\n"
             "EXPECTED = %r\n" % EXPECTED) + inspect.getsource(fn)

@@ -8,15 +8,14 @@ GatewayError when the gateway answers with an error body; the http
 client's NetError subclasses (timeout, refused, dropped, TLS) when it does
 not answer, which callers must treat as "outcome unknown". Never logs and
 never puts into an exception the card number, the CVC or the service key.
-tls_context() makes the verifying ssl context; the HTTP client itself is
-imported by the first call, so a producer carries none of it until a
-payment comes.
+The verifying ssl context is made at construction (wpwithin.tls, loaded
+for that and dropped after); the HTTP client is imported by the first
+call, so a producer carries none of it until a payment comes.
 """
+import sys
+
 from wpwithin import gateway_wire, wire
 from wpwithin.errors import PeerError, ProtocolError
-
-_BEGIN = "-----BEGIN CERTIFICATE-----"
-_END = "-----END CERTIFICATE-----"
 
 
 def parse_url(url):
@@ -53,56 +52,6 @@ def quote(text):
     return "".join(out)
 
 
-def tls_context(cadata=None, cafile=None):
-    """An ssl.SSLContext that requires a certificate signed by the given CA(s), PEM or DER.
-
-    Host names are checked against server_hostname (the host by default)
-    on both runtimes. MicroPython's unix port cannot parse PEM, so PEM is
-    turned into DER here, one certificate at a time.
-    """
-    import ssl
-
-    if cafile is not None:
-        with open(cafile, "rb") as f:
-            cadata = f.read()
-    if not cadata:
-        raise ValueError("a CA certificate is required (cadata or cafile)")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED  # MicroPython's default is CERT_NONE
-    if hasattr(ctx, "check_hostname"):
-        ctx.check_hostname = True  # CPython; mbedTLS checks server_hostname itself
-    for der in _der_certificates(cadata):
-        try:
-            ctx.load_verify_locations(cadata=der)
-        except (ValueError, OSError):
-            raise ValueError("CA certificate is not a valid X.509 certificate")
-    return ctx
-
-
-def _der_certificates(data):
-    """DER certificates from PEM text (one or more) or from one DER certificate."""
-    import binascii
-
-    if isinstance(data, str):
-        data = data.encode()
-    text = str(data, "ascii") if _BEGIN.encode() in data else None
-    if text is None:
-        return [bytes(data)]
-    out = []
-    pos = text.find(_BEGIN)
-    while pos >= 0:
-        end = text.find(_END, pos)
-        if end < 0:
-            raise ValueError("PEM certificate without an END line")
-        b64 = "".join(text[pos + len(_BEGIN):end].split())
-        try:
-            out.append(binascii.a2b_base64(b64))
-        except ValueError:
-            raise ValueError("PEM certificate is not valid base64")
-        pos = text.find(_BEGIN, end)
-    return out
-
-
 def _decoded(data):
     """(the answer's JSON or None, what is wrong with it or None), read while it is in the buffer."""
     try:
@@ -118,7 +67,17 @@ class GatewayClient:
         tls, self.host, self.port, self.base = parse_url(url)
         self._service_key = service_key
         self.timeout = timeout
-        self.tls = tls_context(cadata=ca) if tls else None  # a bad CA fails here, at start
+        self.tls = None
+        if tls:  # a bad CA fails here, at start
+            from wpwithin import tls as tls_module
+
+            try:
+                self.tls = tls_module.tls_context(cadata=ca)
+            finally:  # used once: its ~1 KB of heap is freed (a client made later loads it again)
+                sys.modules.pop("wpwithin.tls", None)
+                package = sys.modules.get("wpwithin")
+                if package is not None and "tls" in dir(package):
+                    delattr(package, "tls")
         self._conns = None
 
     def __repr__(self):
