@@ -44,7 +44,7 @@ import mpy
 
 OPS = int(os.environ.get("WPW_SCHEDULE_OPS", "120"))
 SEED = int(os.environ.get("WPW_SCHEDULE_SEED", "0")) or random.randrange(1, 10 ** 6)
-CAPACITY = 60
+CAPACITY = 60 + OPS // 4  # sold out about two thirds into a run: overselling gets its chance
 PRICE = 7
 TOKEN_LIFETIME = 60  # the shortest the config allows: refunds come due within the run
 GATEWAY_TIMEOUT = 1  # s, the producer's; latency faults go past it
@@ -273,9 +273,10 @@ def test_a_random_fault_schedule_charges_once_loses_nothing_and_never_oversells(
             run_schedule(buyer, producer, rng, OPS)
             sim.faults.clear()
             buyer.settle(time.monotonic() + 60)
-            # Refundable tokens expire TOKEN_LIFETIME after their purchase; the sweep (every 5 s)
-            # refunds their unused units. Wait for it, then stop the producer for the count.
-            time.sleep(max(0, started + TOKEN_LIFETIME + 12 - time.monotonic()))
+            # Refundable tokens expire TOKEN_LIFETIME after their purchase; the sweep (every 5 s
+            # after a start) refunds their unused units. Let it run twice after the last one
+            # expired (kills may have kept it from running), then stop the producer for the count.
+            time.sleep(max(0, started + TOKEN_LIFETIME - time.monotonic()) + 12)
         finally:
             producer.kill()
         journal = FileJournal(str(tmp_path / "ledger.journal"))
