@@ -46,8 +46,6 @@ MAX_REQUEST_LINE = const(256)  # request line (or status line), CRLF excluded
 MAX_HEADER_BLOCK = const(1024)  # header lines plus the blank line ending them (a Go client sends ~150 bytes)
 MAX_HEADERS = const(24)  # header fields in one head
 MAX_BODY = const(1024)  # request body the server accepts (the largest request, a delivery, is ~400 bytes)
-MAX_RESPONSE_BODY = const(4096)  # response body the client accepts
-MAX_RESPONSE_HEADER_BLOCK = const(2048)  # response headers the client accepts (a gateway sends more than a Thing)
 HEAD_ROOM = const(160)  # bytes write_response_head() may need
 
 _SP = const(32)
