@@ -406,29 +406,21 @@ class Connection:
             return exc
         if isinstance(exc, asyncio.TimeoutError):  # before OSError: CPython's is one
             return HttpTimeout("%s %s timed out after %s s" % (doing, where, self.timeout))
-        if self.tls is not None and _tls_error(exc):
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else getattr(exc, "errno", None)
+        # A failure of the TLS layer: CPython's ssl.SSLError; MicroPython's mbedTLS errors
+        # (ValueError for certificate checks, OSError with an mbedTLS code: those are below
+        # -0x1000, resolver errors are small negatives).
+        if self.tls is not None and (isinstance(exc, ValueError) or isinstance(exc, OSError) and (
+                type(exc).__name__.startswith("SSL") or type(exc).__name__.startswith("CertificateError")
+                or (code is not None and code < -0x100))):
             return TlsFailed("TLS with %s failed: %s" % (where, _reason(exc)))
         if isinstance(exc, OSError):
-            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else getattr(exc, "errno", None)
             if doing == "connecting to" or (code in _REFUSED and not answered):
                 return ConnectFailed("cannot connect to %s: %s" % (where, _reason(exc)))
             return ConnectionDropped("%s %s failed: %s" % (doing, where, _reason(exc)), answered)
         if isinstance(exc, EOFError):
             return ConnectionDropped("%s closed the connection" % where, answered)
         return exc  # not a network failure (a bug, KeyboardInterrupt): let it through as it is
-
-
-def _tls_error(exc):
-    """A failure of the TLS layer: CPython's ssl.SSLError; MicroPython's mbedTLS errors
-    (ValueError for certificate checks, OSError with a negative mbedTLS code)."""
-    if isinstance(exc, ValueError):
-        return True
-    if isinstance(exc, OSError):
-        if type(exc).__name__.startswith("SSL") or type(exc).__name__.startswith("CertificateError"):
-            return True
-        # mbedTLS codes are below -0x1000; resolver errors are small negatives
-        return bool(exc.args) and isinstance(exc.args[0], int) and exc.args[0] < -0x100
-    return False
 
 
 def _reason(exc):
