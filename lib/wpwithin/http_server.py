@@ -364,7 +364,7 @@ class Server:
             except ProtocolError as exc:
                 # Answer with the JSON error, then close after a short linger: read and drop
                 # what the client is still sending (at most two buffers' worth, for at most
-                # LINGER), as closing with unread input makes the kernel send a reset, which
+                # linger_ms), as closing with unread input makes the kernel send a reset, which
                 # can destroy our answer.
                 slot.start = slot.end = 0  # what was read is of no more use
                 writer.write(_response(slot, exc.status, _error_body(exc.status, exc.message), True, False))
