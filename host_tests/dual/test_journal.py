@@ -284,7 +284,7 @@ def test_a_compaction_on_full_flash_leaves_the_journal_open_and_appending():
         journal.load()
         ledger = sample_ledger(journal)
         free_space = fill(folder)
-        exc = raises(OSError, journal.compact, ledger.records() * 20)  # more than littlefs inlines
+        exc = raises(OSError, journal.compact, list(ledger.records()) * 20)  # more than littlefs inlines
         assert not exists(path + ".tmp")
         assert exc.args[0] == 28, exc.args  # ENOSPC
         free_space()
