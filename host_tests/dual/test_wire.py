@@ -1,8 +1,10 @@
 """Wire messages: exact keys out, any-case keys in, every bad value named."""
+import json
+
 from expect import refused
 
-from wpwithin import consumer, wire
-from wpwithin.errors import BAD_REQUEST, UNPROCESSABLE
+from wpwithin import config, consumer, wire
+from wpwithin.errors import BAD_REQUEST, UNPROCESSABLE, ProtocolError
 
 TOKEN = wire.delivery_token("00112233445566778899aabbccddeeff", "2026-11-27T00:00:00Z",
                             "2026-12-04T00:00:00Z", False, "c2lnbmF0dXJl")
@@ -150,6 +152,26 @@ def test_broadcast_checks_port_scheme_and_prefix():
         msg = dict(good)
         msg[key] = bad
         assert key in refused(UNPROCESSABLE, consumer.parse_broadcast, msg)
+
+
+def test_a_producer_cannot_be_configured_with_a_prefix_its_consumers_refuse():
+    with open(__file__.rsplit("/", 3)[0] + "/firmware/config.example.json") as f:
+        example = json.loads(f.read())
+    for prefix in ("", "/api", "/api/v1", "/a-b_c.d", "/api/", "/", "api", "/a/../b", "//a", "/a//b", "/a b",
+                   "/a?b", "/a#b", "/a%20b"):
+        example["network"]["urlPrefix"] = prefix
+        try:
+            config.check(example)
+            configured = True
+        except config.ConfigError as exc:
+            assert str(exc).startswith("config.network.urlPrefix must be empty or a path like /api"), exc
+            configured = False
+        try:
+            heard = consumer.parse_broadcast(wire.broadcast("s", "d", "10.0.0.2", 64521, prefix))["urlPrefix"]
+        except ProtocolError:
+            heard = None
+        assert configured == (heard == prefix), (prefix, configured, heard)
+        assert configured == (prefix in ("", "/api", "/api/v1", "/a-b_c.d")), prefix
 
 
 def test_signature_may_be_null_as_the_reference_sends_it():

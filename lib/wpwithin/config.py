@@ -153,8 +153,9 @@ def check(obj):
     _check(net["readTimeout"], int, "config.network.readTimeout", 1, 300)
     _check(net["debugHeap"], int, "config.network.debugHeap", 0, 65535)
     _check(net["broadcastAddress"], str, "config.network.broadcastAddress")
-    if net["urlPrefix"] and (not isinstance(net["urlPrefix"], str) or net["urlPrefix"][0] != "/"):
-        raise ConfigError("config.network.urlPrefix must be empty or start with /")
+    if not wire.is_url_prefix(net["urlPrefix"]):  # the rule our consumers apply to the broadcast
+        raise ConfigError("config.network.urlPrefix must be empty or a path like /api (no trailing /, .., //, "
+                          "spaces, ?, # or %)")
     gateway = cfg.gateway
     url = _check(gateway["url"], str, "config.gateway.url")
     if not (url.startswith("https://") or url.startswith("http://")):

@@ -47,10 +47,7 @@ def parse_broadcast(obj):
 
 def parse_url_prefix(prefix):
     """A URL prefix is empty or a path like /api/v1 (no dots, no spaces, no query)."""
-    if prefix and (
-        prefix[0] != "/" or prefix.endswith("/") or ".." in prefix or "//" in prefix
-        or " " in prefix or "?" in prefix or "#" in prefix or "%" in prefix
-    ):
+    if not wire.is_url_prefix(prefix):
         raise ProtocolError(wire.UNPROCESSABLE, "field urlPrefix must be empty or a path like /api")
     return prefix
 

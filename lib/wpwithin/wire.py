@@ -459,6 +459,12 @@ def parse_path_id(text, what):
 
 # --- discovery ----------------------------------------------------------------
 
+def is_url_prefix(prefix):
+    """True for "" or a path like /api/v1: the one rule for a producer's config and its consumers."""
+    return prefix == "" or (isinstance(prefix, str) and prefix[0] == "/" and prefix[-1] != "/" and not (
+        ".." in prefix or "//" in prefix or " " in prefix or "?" in prefix or "#" in prefix or "%" in prefix))
+
+
 def broadcast(server_id, description, hostname, port, url_prefix="", scheme="http://"):
     return {
         "deviceDescription": description,
