@@ -32,12 +32,12 @@ tokens = st.builds(wire.delivery_token, ids, st.just("2026-11-27T00:00:00Z"),
                    st.just("2026-12-04T00:00:00Z"), st.booleans(), st.one_of(st.none(), st.just("c2ln")))
 
 MESSAGES = st.one_of(
-    st.builds(lambda *a: (wire.parse_total_request, wire.total_request(*a)), ids, units, numbers),
+    st.builds(lambda *a: (wire.parse_total_request, consumer.total_request(*a)), ids, units, numbers),
     st.builds(lambda *a: (consumer.parse_total_response, wire.total_response(*a)),
               ids, ids, numbers, units, amounts, currencies, ids, ids),
-    st.builds(lambda *a: (wire.parse_payment_request, wire.payment_request(*a)), ids, ids, ids),
+    st.builds(lambda *a: (wire.parse_payment_request, consumer.payment_request(*a)), ids, ids, ids),
     st.builds(lambda *a: (consumer.parse_payment_response, wire.payment_response(*a)), ids, ids, amounts, tokens),
-    st.builds(lambda *a: (wire.parse_begin_request, wire.begin_request(*a)), ids, tokens, units),
+    st.builds(lambda *a: (wire.parse_begin_request, consumer.begin_request(*a)), ids, tokens, units),
     st.builds(lambda *a: (consumer.parse_end_response, wire.end_response(*a)), ids, ids, tokens, units, units),
     st.builds(lambda s, d, p, e: (consumer.parse_price_list, wire.price_list(s, [wire.price_entry(*e)])),
               ids, texts, numbers, st.tuples(numbers, texts, amounts, currencies, numbers, texts)),

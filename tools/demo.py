@@ -26,7 +26,7 @@ sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools")]
 
 from gatewaysim.ledger import Ledger  # noqa: E402
 from vboardlib.cli import DEFAULT_HEAP  # noqa: E402  (tools/vboard's own default)
-from wpwithin import discovery, http_client, wire  # noqa: E402
+from wpwithin import consumer as wire_consumer, discovery, http_client, wire  # noqa: E402
 from wpwithin.card import Card, mask_card  # noqa: E402
 from wpwithin.consumer_role import ConsumerRole, ProducerError  # noqa: E402
 from wpwithin.gateway_client import GatewayClient, parse_url  # noqa: E402
@@ -188,7 +188,7 @@ async def shop(gateway_url, ca, ports, recorder):
     # Our consumer core would not even ask; send the request by hand to see the producer refuse it.
     status, _, body = await http_client.request(
         "POST", charger.host, charger.port, "/service/1/delivery/begin",
-        wire.encode_json(wire.begin_request(consumer.client_id, charge.token, 1)),
+        wire.encode_json(wire_consumer.begin_request(consumer.client_id, charge.token, 1)),
         {"Content-Type": "application/json"})
     if status == 200:
         raise RuntimeError("the producer delivered beyond what was paid")

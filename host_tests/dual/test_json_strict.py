@@ -9,7 +9,7 @@ import sys
 
 from expect import refused
 
-from wpwithin import wire
+from wpwithin import consumer, wire
 from wpwithin.errors import UNPROCESSABLE
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -130,7 +130,7 @@ def test_surrogate_pairs_become_the_character_not_two_halves():
 def test_the_messages_every_thing_sends_pass_the_check():
     token = wire.delivery_token("00112233445566778899aabbccddeeff", "2026-11-27T00:00:00Z",
                                 "2026-12-04T00:00:00Z", True, None)
-    for message in (wire.total_request("adv-caf\u00e9-\u20ac", 5, 1), wire.begin_request("c1", token, 2),
+    for message in (consumer.total_request("adv-caf\u00e9-\u20ac", 5, 1), consumer.begin_request("c1", token, 2),
                     wire.error(404, "Service not found for id 9"),
                     wire.price_list("s", [wire.price_entry(1, "p", 30, "GBP", 1, "kWh")])):
         assert wire.decode_json(wire.encode_json(message), "body", None) == message

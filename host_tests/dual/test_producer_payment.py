@@ -3,7 +3,7 @@ import asyncio
 
 from fixtures import NOW, SECRET, charging
 
-from wpwithin import wire
+from wpwithin import consumer, wire
 from wpwithin.consumer import Purchase
 from wpwithin.gateway_wire import GatewayError
 from wpwithin.ledger import PAID, PAYING, QUOTED, Ledger
@@ -104,7 +104,7 @@ async def quote(role, units=2):
 
 
 def pay(ref, token="TEST_SU_1"):
-    return wire.payment_request("c1", token, ref)
+    return consumer.payment_request("c1", token, ref)
 
 
 def run(coro):
@@ -302,7 +302,7 @@ def test_capacity_held_by_an_order_being_paid_is_not_sold_again():
         role, gateway, _ = setup()
         totals = []
         for client in ("c1", "c2"):
-            status, total = await call(role, "POST", "/service/2/requestTotal", wire.total_request(client, 120, 7))
+            status, total = await call(role, "POST", "/service/2/requestTotal", consumer.total_request(client, 120, 7))
             totals.append((status, total))
         assert totals[0][0] == 200 and totals[0][1]["unitsToSupply"] == 120
         assert totals[1][0] == 409 and "no units left" in totals[1][1]["message"], totals[1]
@@ -316,13 +316,13 @@ def test_a_delivery_never_ended_is_ended_by_the_sweep_after_the_timeout():
         ref = await quote(role)
         _, paid = await call(role, "POST", "/payment", pay(ref))
         token = paid["serviceDeliveryToken"]
-        status, _ = await call(role, "POST", "/service/1/delivery/begin", wire.begin_request("c1", token, 2))
+        status, _ = await call(role, "POST", "/service/1/delivery/begin", consumer.begin_request("c1", token, 2))
         assert status == 200
         clock.now += 300
         await role.expire()
         order = role.core.ledger.used_up(token["key"])
         assert order[3] == 2  # both units counted as supplied: the token is used up
-        status, body = await call(role, "POST", "/service/1/delivery/end", wire.end_request("c1", token, 0))
+        status, body = await call(role, "POST", "/service/1/delivery/end", consumer.end_request("c1", token, 0))
         assert status == 409 and "no delivery in progress" in body["message"]
     run(main())
 
@@ -337,7 +337,7 @@ def test_an_expired_delivery_token_is_410_after_the_sweep_too():
         clock.now += 61
         await role.expire()
         assert ref not in role.core.ledger.orders
-        status, body = await call(role, "POST", "/service/1/delivery/begin", wire.begin_request("c1", token, 1))
+        status, body = await call(role, "POST", "/service/1/delivery/begin", consumer.begin_request("c1", token, 1))
         assert status == 410 and "expired" in body["message"], body
     run(main())
 
@@ -347,6 +347,6 @@ def test_a_clock_not_yet_set_sells_nothing_but_still_lists():
         role, _, _ = setup()
         role.time_known = lambda: False
         assert (await call(role, "GET", "/service/discover"))[0] == 200
-        status, body = await call(role, "POST", "/service/1/requestTotal", wire.total_request("c1", 1, 1))
+        status, body = await call(role, "POST", "/service/1/requestTotal", consumer.total_request("c1", 1, 1))
         assert status == 503 and "clock" in body["message"]
     run(main())

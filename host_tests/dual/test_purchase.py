@@ -2,7 +2,7 @@
 from expect import raises, refused
 from fixtures import NOW, MemoryGateway, Randomness, producer
 
-from wpwithin import gateway_wire, wire
+from wpwithin import consumer, gateway_wire, wire
 from wpwithin.card import Card, parse_token_response, token_request
 from wpwithin.consumer import Purchase
 from wpwithin.errors import PeerError
@@ -69,7 +69,7 @@ def test_full_purchase_in_two_delivery_sessions():
     assert purchase.remaining == 3
     journal += deliver(hte, purchase, 3)
     assert purchase.remaining == 0
-    over = trip(wire.begin_request("client-1", purchase.token, 1))
+    over = trip(consumer.begin_request("client-1", purchase.token, 1))
     assert "not available" in refused(409, hte.delivery_begin, "1", over, NOW + 5)
     assert Ledger.replay(journal).snapshot() == hte.ledger.snapshot()
 

@@ -3,7 +3,7 @@ import asyncio
 
 from fixtures import NOW, SECRET, charging
 
-from wpwithin import delivery_token, rfc3339, wire
+from wpwithin import consumer, delivery_token, rfc3339, wire
 from wpwithin.consumer import Purchase
 from wpwithin.gateway_wire import parse_order_response
 from wpwithin.ledger import Ledger
@@ -42,18 +42,18 @@ async def call(role, path, body):
 async def bought(role, client="c1", units=3, service=1):
     purchase = Purchase(client, service, 1 if service == 1 else 7, units)
     status, total = await call(role, "/service/%d/requestTotal" % service, purchase.total_request())
-    status, paid = await call(role, "/payment", wire.payment_request(client, "TEST_SU_x",
+    status, paid = await call(role, "/payment", consumer.payment_request(client, "TEST_SU_x",
                                                                       total["paymentReferenceID"]))
     assert status == 200, paid
     return paid["serviceDeliveryToken"]
 
 
 def begin(token, units, client="c1", service=1):
-    return "/service/%d/delivery/begin" % service, wire.begin_request(client, token, units)
+    return "/service/%d/delivery/begin" % service, consumer.begin_request(client, token, units)
 
 
 def end(token, units, client="c1", service=1):
-    return "/service/%d/delivery/end" % service, wire.end_request(client, token, units)
+    return "/service/%d/delivery/end" % service, consumer.end_request(client, token, units)
 
 
 def delivered(role):

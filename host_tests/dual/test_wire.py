@@ -30,21 +30,21 @@ MESSAGES = [
      ["serverID", "services"]),
     (consumer.parse_price_list, wire.price_list("srv", [wire.price_entry(1, "Per kWh", 30, "GBP", 1, "kWh")]),
      ["serverID", "prices"]),
-    (wire.parse_total_request, wire.total_request("c1", 5, 1),
+    (wire.parse_total_request, consumer.total_request("c1", 5, 1),
      ["clientID", "selectedNumberOfUnits", "selectedPriceID"]),
     (consumer.parse_total_response, wire.total_response("srv", "c1", 1, 5, 150, "GBP", "ref-1", "T_C_x"),
      ["serverID", "clientID", "priceID", "unitsToSupply", "totalPrice", "currencyCode",
       "paymentReferenceID", "merchantClientKey"]),
-    (wire.parse_payment_request, wire.payment_request("c1", "TEST_SU_1", "ref-1"),
+    (wire.parse_payment_request, consumer.payment_request("c1", "TEST_SU_1", "ref-1"),
      ["clientID", "clientToken", "paymentReferenceID"]),
     (consumer.parse_payment_response, wire.payment_response("srv", "c1", 150, TOKEN),
      ["serverID", "clientID", "totalPaid", "serviceDeliveryToken"]),
     (wire.parse_delivery_token, TOKEN, ["key", "issued", "expiry", "refundOnExpiry", "signature"]),
-    (wire.parse_begin_request, wire.begin_request("c1", TOKEN, 2),
+    (wire.parse_begin_request, consumer.begin_request("c1", TOKEN, 2),
      ["clientID", "serviceDeliveryToken", "unitsToSupply"]),
     (consumer.parse_begin_response, wire.begin_response("srv", "c1", TOKEN, 2),
      ["serverID", "clientID", "serviceDeliveryToken", "unitsToSupply"]),
-    (wire.parse_end_request, wire.end_request("c1", TOKEN, 2),
+    (wire.parse_end_request, consumer.end_request("c1", TOKEN, 2),
      ["clientID", "serviceDeliveryToken", "unitsReceived"]),
     (consumer.parse_end_response, wire.end_response("srv", "c1", TOKEN, 2, 3),
      ["serverID", "clientID", "serviceDeliveryToken", "unitsJustSupplied", "unitsRemaining"]),
@@ -121,7 +121,7 @@ def test_bodies_with_many_objects_or_arrays_are_refused_before_parsing():
     # A 2 KB body of empty objects would take ~30 KB of heap once parsed; deep nesting is bounded too.
     for body in (b"[" + b"{}," * 600 + b"{}]", b"[" * 5000 + b"]" * 5000, b'{"a": {"b": {"c": {"d": [[[[[1]]]]]}}}}'):
         assert "objects and arrays" in refused(UNPROCESSABLE, wire.decode_json, body)
-    begin = wire.encode_json(wire.begin_request("c1", TOKEN, 3))  # the most a request needs: 2
+    begin = wire.encode_json(consumer.begin_request("c1", TOKEN, 3))  # the most a request needs: 2
     assert wire.parse_begin_request(wire.decode_json(begin))["unitsToSupply"] == 3
     prices = wire.price_list("srv", [wire.price_entry(i, "p", 30, "GBP", 1, "kWh") for i in range(wire.MAX_ITEMS)])
     answer = wire.decode_json(wire.encode_json(prices), "answer", wire.MAX_ANSWER_CONTAINERS)

@@ -26,9 +26,41 @@ SCHEMES = ("http://", "https://")
 
 
 # --- the wire format as a consumer meets it (DESIGN section 2) -------------------
-# Decoders of what producers send (the requests' builders are wire's: a producer parses
-# them back): keys in any case, as Go's JSON decoder takes them; a bad value raises
-# ProtocolError(422) naming the field.
+# Builders of the requests a consumer sends (wire parses them back on a producer) and
+# decoders of what producers send: keys in any case, as Go's JSON decoder takes them; a
+# bad value raises ProtocolError(422) naming the field. Here, not in wire, so a
+# producer-only image carries none of it.
+
+def total_request(client_id, units, price_id):
+    return {"clientID": client_id, "selectedNumberOfUnits": units, "selectedPriceID": price_id}
+
+
+def payment_request(client_id, client_token, reference):
+    return {"clientID": client_id, "clientToken": client_token, "paymentReferenceID": reference}
+
+
+def begin_request(client_id, token, units):
+    return {"clientID": client_id, "serviceDeliveryToken": token, "unitsToSupply": units}
+
+
+def end_request(client_id, token, units_received):
+    return {"clientID": client_id, "serviceDeliveryToken": token, "unitsReceived": units_received}
+
+
+def _object(f, name):
+    return wire.fields(wire.get(f, name), "field " + name)
+
+
+def _list(f, name):
+    value = wire.get(f, name)
+    if value is None:  # Go marshals an empty slice it never appended to as null
+        return []
+    if not isinstance(value, list):
+        raise ProtocolError(wire.UNPROCESSABLE, "field %s must be a list" % name)
+    if len(value) > wire.MAX_ITEMS:
+        raise ProtocolError(wire.UNPROCESSABLE, "field %s has more than %d items" % (name, wire.MAX_ITEMS))
+    return value
+
 
 def parse_broadcast(obj):
     f = wire.fields(obj, "broadcast")
@@ -55,7 +87,7 @@ def parse_url_prefix(prefix):
 def parse_service_list(obj):
     f = wire.fields(obj, "service list")
     entries = []
-    for item in wire.get_list(f, "services"):
+    for item in _list(f, "services"):
         e = wire.fields(item, "service")
         entries.append(wire.service_entry(
             wire.get_int(e, "ServiceID", 0, wire.MAX_NUMBER_ID),
@@ -68,9 +100,9 @@ def parse_service_list(obj):
 def parse_price_list(obj):
     f = wire.fields(obj, "price list")
     entries = []
-    for item in wire.get_list(f, "prices"):
+    for item in _list(f, "prices"):
         p = wire.fields(item, "price")
-        per_unit = wire.get_object(p, "pricePerUnit")
+        per_unit = _object(p, "pricePerUnit")
         entries.append(wire.price_entry(
             wire.get_int(p, "priceID", 0, wire.MAX_NUMBER_ID),
             wire.get_str(p, "priceDescription", wire.MAX_TEXT_LEN, default="", allow_empty=True),
@@ -195,7 +227,7 @@ class Purchase:
         return msg["prices"]
 
     def total_request(self):
-        return wire.total_request(self.client_id, self.units, self.price_id)
+        return total_request(self.client_id, self.units, self.price_id)
 
     def check_total(self, obj):
         msg = _decode(parse_total_response, obj, "total price response")
@@ -226,7 +258,7 @@ class Purchase:
     def payment_request(self, client_token):
         if self.total is None:
             raise ValueError("request a total before paying")
-        return wire.payment_request(self.client_id, client_token, self.total["paymentReferenceID"])
+        return payment_request(self.client_id, client_token, self.total["paymentReferenceID"])
 
     def check_payment(self, obj):
         msg = _decode(parse_payment_response, obj, "payment response")
@@ -246,7 +278,7 @@ class Purchase:
             raise ValueError("pay before asking for delivery")
         if units < 1 or units > self.remaining:
             raise ValueError("can begin delivery of 1 to %d units, not %d" % (self.remaining, units))
-        return wire.begin_request(self.client_id, self.token, units)
+        return begin_request(self.client_id, self.token, units)
 
     def check_begin(self, obj, units):
         msg = _decode(parse_begin_response, obj, "delivery begin response")
@@ -260,7 +292,7 @@ class Purchase:
         return msg
 
     def end_request(self, units_received):
-        return wire.end_request(self.client_id, self.token, units_received)
+        return end_request(self.client_id, self.token, units_received)
 
     def check_end(self, obj):
         msg = _decode(parse_end_response, obj, "delivery end response")

@@ -4,9 +4,10 @@ Builders emit exactly the keys the reference Go SDK emits; decoders accept
 keys in any case, as Go's JSON decoder does, and return a dict with the
 exact keys. Every value is type- and range-checked: a bad value raises
 ProtocolError(422) naming the field. Amounts are integers in minor units.
-Here are every message's builder, the decoders of what a producer
-receives and the field readers; the decoders of a producer's answers are
-consumer.py's, so a producer-only image does not carry them. JSON is
+Here are the builders of what a producer sends, the decoders of what it
+receives and the field readers; the builders of a consumer's requests and
+the decoders of a producer's answers are consumer.py's, so a producer-only
+image does not carry them. JSON is
 checked strictly before it is parsed, so both runtimes refuse the same
 texts; scrub() hides card numbers and keys in a gateway's messages. Never
 does I/O and never sees card data.
@@ -369,7 +370,8 @@ def fields(obj, where="body"):
     return indexed
 
 
-def _get(f, name, default):
+def get(f, name, default=_MISSING):
+    """A field's value; 422 naming it when it is missing and there is no default."""
     value = f.get(name.lower(), _MISSING)
     if value is _MISSING:
         if default is _MISSING:
@@ -380,7 +382,7 @@ def _get(f, name, default):
 
 def get_int(f, name, low=0, high=MAX_UNITS, default=_MISSING):
     """An integer field within [low, high]; bools and floats are refused."""
-    value = _get(f, name, default)
+    value = get(f, name, default)
     if type(value) is not int:
         raise ProtocolError(UNPROCESSABLE, "field %s must be an integer" % name)
     if value < low or value > high:
@@ -396,7 +398,7 @@ def get_str(f, name, max_len=MAX_ID_LEN, default=_MISSING, allow_empty=False, pr
     as 6 bytes, any other character in at most 3 per byte of UTF-8, so a field checked so fits
     the journal's lines (host_tests/dual/test_journal_limits.py shows the largest records).
     """
-    value = _get(f, name, default)
+    value = get(f, name, default)
     if not isinstance(value, str):
         raise ProtocolError(UNPROCESSABLE, "field %s must be a string" % name)
     try:
@@ -415,24 +417,9 @@ def get_str(f, name, max_len=MAX_ID_LEN, default=_MISSING, allow_empty=False, pr
 
 
 def get_bool(f, name, default=_MISSING):
-    value = _get(f, name, default)
+    value = get(f, name, default)
     if value is not True and value is not False:
         raise ProtocolError(UNPROCESSABLE, "field %s must be true or false" % name)
-    return value
-
-
-def get_object(f, name):
-    return fields(_get(f, name, _MISSING), "field " + name)
-
-
-def get_list(f, name):
-    value = _get(f, name, _MISSING)
-    if value is None:  # Go marshals an empty slice it never appended to as null
-        return []
-    if not isinstance(value, list):
-        raise ProtocolError(UNPROCESSABLE, "field %s must be a list" % name)
-    if len(value) > MAX_ITEMS:
-        raise ProtocolError(UNPROCESSABLE, "field %s has more than %d items" % (name, MAX_ITEMS))
     return value
 
 
@@ -503,17 +490,13 @@ def price_list(server_id, entries):
 
 # --- select -------------------------------------------------------------------
 
-def total_request(client_id, units, price_id):
-    return {"clientID": client_id, "selectedNumberOfUnits": units, "selectedPriceID": price_id}
-
-
 def parse_total_request(obj):
     f = fields(obj)
-    return total_request(
-        get_str(f, "clientID", printable=True),  # journalled: see get_str
-        get_int(f, "selectedNumberOfUnits", 1, MAX_UNITS),
-        get_int(f, "selectedPriceID", 0, MAX_NUMBER_ID),
-    )
+    return {
+        "clientID": get_str(f, "clientID", printable=True),  # journalled: see get_str
+        "selectedNumberOfUnits": get_int(f, "selectedNumberOfUnits", 1, MAX_UNITS),
+        "selectedPriceID": get_int(f, "selectedPriceID", 0, MAX_NUMBER_ID),
+    }
 
 
 def total_response(server_id, client_id, price_id, units, total, currency, reference, merchant_client_key):
@@ -531,17 +514,13 @@ def total_response(server_id, client_id, price_id, units, total, currency, refer
 
 # --- pay ----------------------------------------------------------------------
 
-def payment_request(client_id, client_token, reference):
-    return {"clientID": client_id, "clientToken": client_token, "paymentReferenceID": reference}
-
-
 def parse_payment_request(obj):
     f = fields(obj)
-    return payment_request(
-        get_str(f, "clientID"),
-        get_str(f, "clientToken", MAX_CLIENT_TOKEN_LEN, printable=True),
-        get_str(f, "paymentReferenceID"),
-    )
+    return {
+        "clientID": get_str(f, "clientID"),
+        "clientToken": get_str(f, "clientToken", MAX_CLIENT_TOKEN_LEN, printable=True),
+        "paymentReferenceID": get_str(f, "paymentReferenceID"),
+    }
 
 
 def payment_response(server_id, client_id, total_paid, delivery_token):
@@ -568,12 +547,12 @@ def delivery_token(key, issued, expiry, refund_on_expiry, signature):
 
 def get_token(f):
     """The serviceDeliveryToken field of a request or an answer."""
-    return parse_delivery_token(_get(f, "serviceDeliveryToken", _MISSING))
+    return parse_delivery_token(get(f, "serviceDeliveryToken"))
 
 
 def parse_delivery_token(obj):
     f = fields(obj, "field serviceDeliveryToken")
-    signature = _get(f, "signature", None)
+    signature = get(f, "signature", None)
     if signature is not None:
         signature = get_str(f, "signature", 88)
     return delivery_token(
@@ -585,17 +564,13 @@ def parse_delivery_token(obj):
     )
 
 
-def begin_request(client_id, token, units):
-    return {"clientID": client_id, "serviceDeliveryToken": token, "unitsToSupply": units}
-
-
 def parse_begin_request(obj):
     f = fields(obj)
-    return begin_request(
-        get_str(f, "clientID"),
-        get_token(f),
-        get_int(f, "unitsToSupply", 1, MAX_UNITS),
-    )
+    return {
+        "clientID": get_str(f, "clientID"),
+        "serviceDeliveryToken": get_token(f),
+        "unitsToSupply": get_int(f, "unitsToSupply", 1, MAX_UNITS),
+    }
 
 
 def begin_response(server_id, client_id, token, units):
@@ -607,17 +582,13 @@ def begin_response(server_id, client_id, token, units):
     }
 
 
-def end_request(client_id, token, units_received):
-    return {"clientID": client_id, "serviceDeliveryToken": token, "unitsReceived": units_received}
-
-
 def parse_end_request(obj):
     f = fields(obj)
-    return end_request(
-        get_str(f, "clientID"),
-        get_token(f),
-        get_int(f, "unitsReceived", 0, MAX_UNITS),
-    )
+    return {
+        "clientID": get_str(f, "clientID"),
+        "serviceDeliveryToken": get_token(f),
+        "unitsReceived": get_int(f, "unitsReceived", 0, MAX_UNITS),
+    }
 
 
 def end_response(server_id, client_id, token, just_supplied, remaining):
