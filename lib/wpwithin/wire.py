@@ -41,12 +41,15 @@ _MISSING = object()
 # (a missing or doubled ':' or ',', a trailing ',', 01, raw control characters in strings,
 # bytes after the value) and text that is not UTF-8 (overlong forms, encoded surrogates,
 # lone \u surrogates); CPython's takes NaN and Infinity. So one pass over the bytes checks
-# RFC 8259 first, the same on both runtimes: `state` says what may come next, `stack` holds
-# a bit per open container (1: an object) to pick the closer and what follows a ',', and
-# strings, numbers and literals are read by their own loops. It indexes the bytes where they
-# are and allocates nothing (every int stays small) until it refuses. Cost, measured on the
-# 64-bit unix port: +2.3 KB of .mpy and +5.7 KB of heap once imported (about 4 KB on an
-# ESP32); 26 us for a 272-byte delivery request, 4 times what json.loads takes.
+# RFC 8259 and RFC 3629 first, the same on both runtimes: `state` says what may come next,
+# `stack` holds a bit per open container (1: an object) to pick the closer and what follows
+# a ',', and strings, numbers and literals are read by inner loops. It indexes the bytes
+# where they are and allocates nothing (every int stays small) until it refuses.
+# Heap: one function with its scanners inlined and the refusals' phrases in one string
+# (each function costs ~100 B of heap from .mpy, each long string ~100 B); measured on the
+# 64-bit unix port, the check costs ~3.6 KB of heap once imported (5.2 KB as eight
+# functions with a string per phrase); 26 us for a 272-byte delivery request, 4 times
+# what json.loads takes.
 
 _VALUE = const(0)  # a value must come: at the start, after ':', after ',' in an array
 _FIRST = const(1)  # just after '{' or '[': a key (object) or a value (array), or the closer
@@ -54,12 +57,19 @@ _KEY = const(2)  # after ',' in an object
 _COLON = const(3)
 _NEXT = const(4)  # after a value inside a container: ',' or the closer
 _END = const(5)  # after the whole value: only whitespace
-_MAX_DEPTH = const(24)  # open containers; requests are bounded far lower by MAX_CONTAINERS
-_ESCAPES = b'"\\/bfnrt'
+_MAX_DEPTH = const(24)  # open containers (_WHY says 24 too); requests are bounded far lower by MAX_CONTAINERS
+# What a refusal says, by number (_refuse's `why`): 2-3 and 4-5 are object, array.
+_WHY = ("unexpected end|more after the value|unexpected }|unexpected ]|expected ',' or '}'|"
+        "expected ',' or ']'|expected ':'|unterminated string|control character in a string|bad escape|"
+        "\\u without 4 hex digits|lone surrogate escape|expected a string key|nested deeper than 24|"
+        "expected a value|leading zero|expected a digit")
+_UTF8 = const(17)
+_LITERALS = b"true false null "
 
 
-def _refuse(where, what, at):
-    raise ProtocolError(UNPROCESSABLE, "%s is not valid JSON: %s at byte %d" % (where, what, at))
+def _refuse(where, why, at):
+    raise ProtocolError(UNPROCESSABLE, "%s is not valid %s at byte %d" % (
+        where, "UTF-8" if why == _UTF8 else "JSON: " + _WHY.split("|")[why], at))
 
 
 def _check_json(data, where):
@@ -74,28 +84,28 @@ def _check_json(data, where):
             i += 1
         if i == n:
             if state != _END:
-                _refuse(where, "unexpected end", i)
+                _refuse(where, 0, i)
             return pairs
         if state == _END:
-            _refuse(where, "more after the value", i)
+            _refuse(where, 1, i)
         c = data[i]
         obj = stack & 1
         if c == 0x7D or c == 0x5D:  # } ]
             if (state != _NEXT and state != _FIRST) or stack == 1 or obj != (c == 0x7D):
-                _refuse(where, "unexpected " + chr(c), i)
+                _refuse(where, 2 + (c == 0x5D), i)
             stack >>= 1
             i += 1
             state = _END if stack == 1 else _NEXT
             continue
         if state == _NEXT:
             if c != 0x2C:
-                _refuse(where, "expected ',' or " + ("'}'" if obj else "']'"), i)
+                _refuse(where, 5 - obj, i)
             i += 1
             state = _KEY if obj else _VALUE
             continue
         if state == _COLON:
             if c != 0x3A:
-                _refuse(where, "expected ':'", i)
+                _refuse(where, 6, i)
             i += 1
             state = _VALUE
             continue
@@ -105,31 +115,56 @@ def _check_json(data, where):
             i += 1
             while True:
                 if i >= n:
-                    _refuse(where, "unterminated string", at)
+                    _refuse(where, 7, at)
                 c = data[i]
                 if c == 0x22:
                     i += 1
                     break
                 if c < 0x20:
-                    _refuse(where, "control character in a string", i)
-                if c >= 0x80:
-                    i = _utf8(data, i, n, where)
+                    _refuse(where, 8, i)
+                if c >= 0x80:  # UTF-8: no stray continuation byte, overlong form, surrogate or value over U+10FFFF
+                    low = 0x80
+                    high = 0xBF
+                    more = -1
+                    if 0xC2 <= c <= 0xDF:
+                        more = 1
+                    elif 0xE0 <= c <= 0xEF:
+                        more = 2
+                        if c == 0xE0:
+                            low = 0xA0
+                        elif c == 0xED:
+                            high = 0x9F
+                    elif 0xF0 <= c <= 0xF4:
+                        more = 3
+                        if c == 0xF0:
+                            low = 0x90
+                        elif c == 0xF4:
+                            high = 0x8F
+                    j = i + 1
+                    while more:
+                        if more < 0 or j >= n or not low <= data[j] <= high:
+                            _refuse(where, _UTF8, i)
+                        low = 0x80
+                        high = 0xBF
+                        j += 1
+                        more -= 1
+                    i = j
                     continue
                 if c != 0x5C:
                     i += 1
                     continue
                 e = data[i + 1] if i + 1 < n else 0
                 if e != 0x75:  # not \u
-                    if e not in _ESCAPES:
-                        _refuse(where, "bad escape", i)
+                    if e not in b'"\\/bfnrt':
+                        _refuse(where, 9, i)
                     i += 2
                     continue
                 u = _hex4(data, i + 2, n)
                 if u < 0:
-                    _refuse(where, "\\u without 4 hex digits", i)
+                    _refuse(where, 10, i)
                 if 0xD800 <= u <= 0xDFFF:  # a surrogate: only a high one followed by a low one is a character
                     if u >= 0xDC00 or _hex4(data, i + 8, n) >> 10 != 0x37 or data[i + 6] != 0x5C or data[i + 7] != 0x75:
-                        _refuse(where, "lone surrogate escape", i)
+                        _refuse(where, 11, i)
                     pairs += 1
                     i += 6
                 i += 6
@@ -137,24 +172,49 @@ def _check_json(data, where):
                 state = _COLON
                 continue
         elif key:
-            _refuse(where, "expected a string key", i)
+            _refuse(where, 12, i)
         elif c == 0x7B or c == 0x5B:  # { [
             if stack >> _MAX_DEPTH:
-                _refuse(where, "nested deeper than %d" % _MAX_DEPTH, i)
+                _refuse(where, 13, i)
             stack = (stack << 1) | (c == 0x7B)
             i += 1
             state = _FIRST
             continue
-        elif c == 0x2D or 0x30 <= c <= 0x39:
-            i = _number(data, i, n, where)
-        elif c == 0x74:
-            i = _literal(data, i, n, b"true", where)
-        elif c == 0x66:
-            i = _literal(data, i, n, b"false", where)
-        elif c == 0x6E:
-            i = _literal(data, i, n, b"null", where)
-        else:
-            _refuse(where, "expected a value", i)
+        elif c == 0x2D or 0x30 <= c <= 0x39:  # a number: its integer part, then maybe . and e parts
+            if c == 0x2D:
+                i += 1
+            digits = not (i < n and data[i] == 0x30)  # a 0 must stand alone
+            if not digits:
+                i += 1
+                if i < n and 0x30 <= data[i] <= 0x39:
+                    _refuse(where, 15, i - 1)
+            part = 0
+            while True:
+                if digits:
+                    j = i
+                    while i < n and 0x30 <= data[i] <= 0x39:
+                        i += 1
+                    if i == j:
+                        _refuse(where, 16, i)
+                digits = True
+                if i < n and part < 1 and data[i] == 0x2E:  # .
+                    part = 1
+                    i += 1
+                elif i < n and part < 2 and (data[i] | 0x20) == 0x65:  # e E
+                    part = 2
+                    i += 1
+                    if i < n and (data[i] == 0x2B or data[i] == 0x2D):
+                        i += 1
+                else:
+                    break
+        else:  # true, false or null, read from _LITERALS up to the space after the word
+            k = 0 if c == 0x74 else 5 if c == 0x66 else 11 if c == 0x6E else -1
+            at = i
+            while k < 0 or _LITERALS[k] != 32:
+                if k < 0 or i >= n or data[i] != _LITERALS[k]:
+                    _refuse(where, 14, at)
+                i += 1
+                k += 1
         state = _END if stack == 1 else _NEXT
 
 
@@ -173,78 +233,6 @@ def _hex4(data, i, n):
             return -1
         value = (value << 4) | c
     return value
-
-
-def _utf8(data, i, n, where):
-    """The index after the UTF-8 character whose first byte (0x80 or more) is data[i].
-
-    Refuses what RFC 3629 does: stray continuation bytes, overlong forms (C0 AF),
-    surrogates (ED A0 80), values above U+10FFFF, truncated sequences.
-    """
-    c = data[i]
-    low = 0x80
-    high = 0xBF
-    if 0xC2 <= c <= 0xDF:
-        more = 1
-    elif 0xE0 <= c <= 0xEF:
-        more = 2
-        if c == 0xE0:
-            low = 0xA0
-        elif c == 0xED:
-            high = 0x9F
-    elif 0xF0 <= c <= 0xF4:
-        more = 3
-        if c == 0xF0:
-            low = 0x90
-        elif c == 0xF4:
-            high = 0x8F
-    else:
-        more = -1
-    j = i + 1
-    while more:
-        if more < 0 or j >= n or not low <= data[j] <= high:
-            raise ProtocolError(UNPROCESSABLE, "%s is not valid UTF-8 at byte %d" % (where, i))
-        low = 0x80
-        high = 0xBF
-        j += 1
-        more -= 1
-    return j
-
-
-def _number(data, i, n, where):
-    """The index after the number at data[i] (a '-' or a digit)."""
-    if data[i] == 0x2D:
-        i += 1
-    if i < n and data[i] == 0x30:
-        i += 1
-        if i < n and 0x30 <= data[i] <= 0x39:
-            _refuse(where, "leading zero", i - 1)
-    else:
-        i = _digits(data, i, n, where)
-    if i < n and data[i] == 0x2E:  # .
-        i = _digits(data, i + 1, n, where)
-    if i < n and (data[i] | 0x20) == 0x65:  # e E
-        i += 1
-        if i < n and (data[i] == 0x2B or data[i] == 0x2D):
-            i += 1
-        i = _digits(data, i, n, where)
-    return i
-
-
-def _digits(data, i, n, where):
-    j = i
-    while j < n and 0x30 <= data[j] <= 0x39:
-        j += 1
-    if j == i:
-        _refuse(where, "expected a digit", i)
-    return j
-
-
-def _literal(data, i, n, word, where):
-    for k in range(len(word)):
-        if i + k >= n or data[i + k] != word[k]:
-            _refuse(where, "expected a value", i)
-    return i + len(word)
 
 
 def _join_pairs(data):
