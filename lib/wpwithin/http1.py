@@ -1,11 +1,12 @@
-"""HTTP/1.1 framing for the Things' server, sans-IO; the head scan the client's parser shares.
+"""HTTP/1.1 framing for the Things' server, sans-IO; the head scan the client's parser inherits.
 
 Parses request heads out of caller-owned buffers and writes response heads
 into them. Every limit is checked before anything grows past it; a request
 the server must refuse raises ProtocolError carrying the status to answer
-with. HeadParser is what request and response heads share: http_client's
-ResponseParser (and the chunked-body decoder) build on it there, so a
-server loads no response parsing until it makes a request itself.
+with. http_client's ResponseParser is a RequestParser with its own start
+line and framing checks (one class less here), and it and the chunked-body
+decoder live there, so a server loads no response parsing until it makes a
+request itself.
 Never imports socket or asyncio, never reads a clock, never logs.
 
 Theory of operation (RequestParser here, http_client.ResponseParser):
@@ -180,10 +181,32 @@ def response_head(status, content_length, close=False):
     return bytes(buf[:write_response_head(buf, status, content_length, close)])
 
 
-class HeadParser:
-    """What request and response heads share: the header-block scan (subclasses add the start line)."""
+def http_version(buf, pos, end):
+    """Minor version of an HTTP/1.x token in buf[pos:end]; -1 for another major, -2 if malformed."""
+    if end - pos != 8 or buf.find(b"HTTP/", pos, pos + 5) != pos or buf[pos + 6] != 46:
+        return -2  # the name is case-sensitive: HTTP
+    major = buf[pos + 5] - 48
+    minor = buf[pos + 7] - 48
+    if not (0 <= major <= 9 and 0 <= minor <= 9):
+        return -2
+    return minor if major == 1 else -1
 
-    _response = False
+
+class RequestParser:
+    """Incremental, strict request-head parser; one per connection, reset() per request.
+
+    parse() returns (method, target, headers) once the head is complete:
+    method and target are str; headers maps "host", "content-type" and
+    "authorization", when sent, to their values. The framing fields
+    (Content-Length, Transfer-Encoding, Connection, Expect) are checked
+    here and not passed on: `content_length` (0 when absent),
+    `keep_alive`, `http10` and `expect_continue` say what they meant, and
+    `consumed` how many bytes from `start` the head took.
+    The header-block scan in parse() is what http_client.ResponseParser
+    inherits: it brings its own _start_line() and _finish().
+    """
+
+    _response = False  # ResponseParser: every refusal is 502
 
     def __init__(self, limits=None):
         self.limits = limits or DEFAULT_LIMITS
@@ -202,6 +225,9 @@ class HeadParser:
         self._connection = None  # framing fields live here, not in `headers`
         self._coding = None
         self._expect = None
+        self.method = None
+        self.target = None
+        self.expect_continue = False
 
     def _fail(self, status, message):
         raise ProtocolError(BAD_GATEWAY if self._response else status, message)
@@ -295,35 +321,6 @@ class HeadParser:
             else:
                 self.headers[name] = value
 
-
-def http_version(buf, pos, end):
-    """Minor version of an HTTP/1.x token in buf[pos:end]; -1 for another major, -2 if malformed."""
-    if end - pos != 8 or buf.find(b"HTTP/", pos, pos + 5) != pos or buf[pos + 6] != 46:
-        return -2  # the name is case-sensitive: HTTP
-    major = buf[pos + 5] - 48
-    minor = buf[pos + 7] - 48
-    if not (0 <= major <= 9 and 0 <= minor <= 9):
-        return -2
-    return minor if major == 1 else -1
-
-
-class RequestParser(HeadParser):
-    """Incremental, strict request-head parser; one per connection, reset() per request.
-
-    parse() returns (method, target, headers) once the head is complete:
-    method and target are str; headers maps "host", "content-type" and
-    "authorization", when sent, to their values. The framing fields
-    (Content-Length, Transfer-Encoding, Connection, Expect) are checked
-    here and not passed on: `content_length` (0 when absent),
-    `keep_alive`, `http10` and `expect_continue` say what they meant, and
-    `consumed` how many bytes from `start` the head took.
-    """
-
-    def reset(self):
-        HeadParser.reset(self)
-        self.method = None
-        self.target = None
-        self.expect_continue = False
 
     def _start_line(self, buf, start, le):
         sp1 = buf.find(b" ", start, le)

@@ -43,7 +43,7 @@ def _ok(text, token):
     return bool(text) or not token
 
 
-class ResponseParser(http1.HeadParser):
+class ResponseParser(http1.RequestParser):
     """Incremental response-head parser for the client; every failure is ProtocolError(502).
 
     parse() returns (status, headers) once the head is complete (headers
@@ -56,7 +56,7 @@ class ResponseParser(http1.HeadParser):
     _response = True
 
     def reset(self):
-        http1.HeadParser.reset(self)
+        http1.RequestParser.reset(self)
         self.status = 0
         self.length = 0
         self.head_request = False
