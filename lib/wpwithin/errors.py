@@ -22,6 +22,17 @@ UNAVAILABLE = const(503)
 GATEWAY_TIMEOUT = const(504)
 
 
+def nth(phrases, n):
+    """The n-th of the "|"-separated `phrases`: a module's refusals in one string cost less heap
+    than a string object each (~90 B), and only the phrase said is copied."""
+    i = 0
+    while n:
+        i = phrases.index("|", i) + 1
+        n -= 1
+    j = phrases.find("|", i)
+    return phrases[i:] if j < 0 else phrases[i:j]
+
+
 class ProtocolError(Exception):
     """A request the producer refuses: `status` is its HTTP status, `message` says why."""
 

@@ -15,7 +15,7 @@ does I/O and never sees card data.
 import json
 
 from wpwithin.compat import MICROPYTHON, const
-from wpwithin.errors import BAD_REQUEST, UNPROCESSABLE, ProtocolError
+from wpwithin.errors import BAD_REQUEST, UNPROCESSABLE, ProtocolError, nth
 
 # Limits: below 2**30 so numbers stay small ints on a 32-bit MicroPython.
 MAX_UNITS = const(1000000000)
@@ -69,7 +69,7 @@ _LITERALS = b"true false null "
 
 def _refuse(where, why, at):
     raise ProtocolError(UNPROCESSABLE, "%s is not valid %s at byte %d" % (
-        where, "UTF-8" if why == _UTF8 else "JSON: " + _WHY.split("|")[why], at))
+        where, "UTF-8" if why == _UTF8 else "JSON: " + nth(_WHY, why), at))
 
 
 def _check_json(data, where):
@@ -268,7 +268,7 @@ def decode_json(body, where="body", containers=MAX_CONTAINERS):
     Both runtimes refuse the same texts: _check_json decides, not the runtime's json.
     """
     if containers is not None and body.count(b"{") + body.count(b"[") > containers:  # in strings too: a bound
-        raise ProtocolError(UNPROCESSABLE, "%s has more than %d objects and arrays" % (where, containers))
+        _bad(0, (where, containers))  # X has more than N objects and arrays
     pairs = _check_json(body, where)
     if MICROPYTHON and pairs:
         body = _join_pairs(body)
@@ -277,7 +277,7 @@ def decode_json(body, where="body", containers=MAX_CONTAINERS):
         # guess UTF-16 or -32 from bytes, so it gets text (checked UTF-8: it decodes).
         return json.loads(body if MICROPYTHON else str(body, "utf-8"))
     except ValueError:  # CPython: an integer of more than 4300 digits
-        raise ProtocolError(UNPROCESSABLE, "%s holds a number too long to convert" % where)
+        _bad(1, where)  # X holds a number too long to convert
 
 
 def encode_json(message):
@@ -342,18 +342,31 @@ def scrub(text):
 
 
 # --- field access -----------------------------------------------------------
+# The refusals' phrases in one string, by number (a string object each cost 0.7 KB more heap).
+_FIELD_WHY = ("%s has more than %d objects and arrays|%s holds a number too long to convert|"
+               "%s must be a JSON object|%s has too many fields|%s has field %s twice|missing field %s|"
+               "field %s must be an integer|field %s must be between %d and %d|field %s must be a string|"
+               "field %s is not valid Unicode|field %s is longer than %d bytes of UTF-8|"
+               "field %s must not hold control characters|field %s must not be empty|"
+               "field %s must be true or false|field %s must be a 3-letter ISO 4217 code|"
+               "Unable to parse input %s id")
+
+
+def _bad(n, arg, status=UNPROCESSABLE):
+    raise ProtocolError(status, nth(_FIELD_WHY, n) % arg)
+
 
 def fields(obj, where="body"):
     """Index a decoded JSON object by lower-cased key; refuse non-objects and duplicates."""
     if not isinstance(obj, dict):
-        raise ProtocolError(UNPROCESSABLE, "%s must be a JSON object" % where)
+        _bad(2, where)  # X must be a JSON object
     if len(obj) > MAX_FIELDS:
-        raise ProtocolError(UNPROCESSABLE, "%s has too many fields" % where)
+        _bad(3, where)  # X has too many fields
     indexed = {}
     for key in obj:
         lowered = key.lower()
         if lowered in indexed:
-            raise ProtocolError(UNPROCESSABLE, "%s has field %s twice" % (where, key))
+            _bad(4, (where, key))  # X has field X twice
         indexed[lowered] = obj[key]
     return indexed
 
@@ -363,7 +376,7 @@ def get(f, name, default=_MISSING):
     value = f.get(name.lower(), _MISSING)
     if value is _MISSING:
         if default is _MISSING:
-            raise ProtocolError(UNPROCESSABLE, "missing field %s" % name)
+            _bad(5, name)  # missing field X
         return default
     return value
 
@@ -372,9 +385,9 @@ def get_int(f, name, low=0, high=MAX_UNITS, default=_MISSING):
     """An integer field within [low, high]; bools and floats are refused."""
     value = get(f, name, default)
     if type(value) is not int:
-        raise ProtocolError(UNPROCESSABLE, "field %s must be an integer" % name)
+        _bad(6, name)  # field X must be an integer
     if value < low or value > high:
-        raise ProtocolError(UNPROCESSABLE, "field %s must be between %d and %d" % (name, low, high))
+        _bad(7, (name, low, high))  # field X must be between N and N
     return value
 
 
@@ -388,33 +401,33 @@ def get_str(f, name, max_len=MAX_ID_LEN, default=_MISSING, allow_empty=False, pr
     """
     value = get(f, name, default)
     if not isinstance(value, str):
-        raise ProtocolError(UNPROCESSABLE, "field %s must be a string" % name)
+        _bad(8, name)  # field X must be a string
     try:
         data = value.encode() if len(value) <= max_len else None
     except UnicodeError:  # CPython: a lone surrogate ("\\ud800" in the JSON)
-        raise ProtocolError(UNPROCESSABLE, "field %s is not valid Unicode" % name)
+        _bad(9, name)  # field X is not valid Unicode
     if data is None or len(data) > max_len:
-        raise ProtocolError(UNPROCESSABLE, "field %s is longer than %d bytes of UTF-8" % (name, max_len))
+        _bad(10, (name, max_len))  # field X is longer than N bytes of UTF-8
     if printable:
         for byte in data:
             if byte < 0x20 or byte == 0x7F:
-                raise ProtocolError(UNPROCESSABLE, "field %s must not hold control characters" % name)
+                _bad(11, name)  # field X must not hold control characters
     if not value and not allow_empty:
-        raise ProtocolError(UNPROCESSABLE, "field %s must not be empty" % name)
+        _bad(12, name)  # field X must not be empty
     return value
 
 
 def get_bool(f, name, default=_MISSING):
     value = get(f, name, default)
     if value is not True and value is not False:
-        raise ProtocolError(UNPROCESSABLE, "field %s must be true or false" % name)
+        _bad(13, name)  # field X must be true or false
     return value
 
 
 def get_currency(f, name):
     value = get_str(f, name, 3)
     if len(value) != 3 or not value.isalpha() or not value.isupper():
-        raise ProtocolError(UNPROCESSABLE, "field %s must be a 3-letter ISO 4217 code" % name)
+        _bad(14, name)  # field X must be a 3-letter ISO 4217 code
     return value
 
 
@@ -428,7 +441,7 @@ def parse_path_id(text, what):
         if char < "0" or char > "9":
             ok = False
     if not ok or int(text) > MAX_NUMBER_ID:
-        raise ProtocolError(BAD_REQUEST, "Unable to parse input %s id" % what)
+        _bad(15, what, BAD_REQUEST)  # Unable to parse input X id
     return int(text)
 
 
