@@ -20,6 +20,8 @@ from wpwithin.gateway_wire import FAILED, SUCCESS, GatewayError
 from wpwithin.net_errors import NetError
 from wpwithin.ledger import ANSWER, PAID, PAYING, attempt_code
 
+_TURN_POLL = 0.01  # s between looks at a turn held by another request
+
 
 class Hooks:
     """Application callbacks; override the ones you need. All are async."""
@@ -57,12 +59,12 @@ class ProducerRole:
         self.url_prefix = url_prefix
         self.hook_timeout = hook_timeout
         self.time_known = time_known or (lambda: True)
-        self._paying = {}  # ref -> Event set when the attempt in flight ends
-        # One gateway request at a time. Each opens a TLS session: 16-20 KB of
-        # an ESP32's RAM (the ESP-IDF heap the WiFi stack also lives on), and
-        # the gateway client has one connection object to reuse. Payments
-        # queue here for a moment instead.
-        self._gateway_turn = asyncio.Lock()
+        # Turns held: a paymentReferenceID while a request for it runs, None while a gateway
+        # request runs. One gateway request at a time: each opens a TLS session (16-20 KB of
+        # an ESP32's RAM, the ESP-IDF heap the WiFi stack also lives on), and the gateway
+        # client has one connection object to reuse. Waiters poll (_TURN_POLL): no Lock or
+        # Event, whose asyncio modules cost 2 KB of heap on a board.
+        self._busy = set()
         self.last_errors = []
 
     def _now(self):
@@ -118,8 +120,7 @@ class ProducerRole:
         request = wire.parse_payment_request(request)
         ref = request["paymentReferenceID"]
         order = self.core.ledger.order(ref, request["clientID"])
-        await self._wait_turn(ref)
-        done = self._take_turn(ref)
+        await self._turn(ref)
         try:
             order = self.core.ledger.order(ref, request["clientID"])  # may have gone while we waited
             if order.state == PAYING:
@@ -130,26 +131,23 @@ class ProducerRole:
             self._write([record])
             return await self._charge(order)
         finally:
-            self._end_turn(ref, done)
+            self._busy.discard(ref)
 
-    # One request at a time per order: later ones wait for it.
+    async def _turn(self, key):
+        """Wait until nothing holds the turn of `key` (a reference; None: the gateway), then take it.
 
-    async def _wait_turn(self, ref):
-        while ref in self._paying:
-            await self._paying[ref].wait()
-
-    def _take_turn(self, ref):
-        done = asyncio.Event()
-        self._paying[ref] = done
-        return done
-
-    def _end_turn(self, ref, done):
-        del self._paying[ref]
-        done.set()
+        The caller gives it back with self._busy.discard(key). A waiter cancelled here holds nothing.
+        """
+        while key in self._busy:
+            await asyncio.sleep(_TURN_POLL)
+        self._busy.add(key)
 
     async def _gateway(self, call, *args):
-        async with self._gateway_turn:
+        await self._turn(None)
+        try:
             return await call(*args)
+        finally:
+            self._busy.discard(None)
 
     async def _send(self, order):
         """POST /orders for the attempt; a request that got no answer leaves the attempt in doubt for good."""
@@ -251,15 +249,13 @@ class ProducerRole:
         Raises ProtocolError(504) while the gateway cannot tell; the order
         stays PAYING and a later retry or sweep asks again.
         """
-        await self._wait_turn(order.ref)
-        if order.state != PAYING:
-            return order.state == PAID
-        done = self._take_turn(order.ref)
+        await self._turn(order.ref)
         try:
-            await self._settle(order)
+            if order.state == PAYING:
+                await self._settle(order)
             return order.state == PAID
         finally:
-            self._end_turn(order.ref, done)
+            self._busy.discard(order.ref)
 
     # --- hooks -------------------------------------------------------------------
 
@@ -282,7 +278,7 @@ class ProducerRole:
         tokens, refunding unused units as promised (exactly once: asked for, then checked)."""
         ledger = self.core.ledger
         for order in ledger.unresolved():
-            if order.ref not in self._paying:
+            if order.ref not in self._busy:
                 try:
                     await self.resolve(order)
                 except ProtocolError:
