@@ -12,13 +12,14 @@ client token, card data or the service key: what the gateway says goes
 through wire.scrub() before it is logged, journalled or answered.
 """
 import asyncio
+import sys
 
 from wpwithin import producer, wire
 from wpwithin.errors import (
-    BAD_GATEWAY, GATEWAY_TIMEOUT, INTERNAL, PAYMENT_DECLINED, UNAVAILABLE, PeerError, ProtocolError)
-from wpwithin.gateway_wire import FAILED, SUCCESS, GatewayError
+    INTERNAL, PAYMENT_DECLINED, UNAVAILABLE, PeerError, ProtocolError)
+from wpwithin.gateway_wire import SUCCESS, GatewayError
 from wpwithin.net_errors import NetError
-from wpwithin.ledger import ANSWER, PAID, PAYING, attempt_code
+from wpwithin.ledger import ANSWER, PAYING
 
 _TURN_POLL = 0.01  # s between looks at a turn held by another request
 
@@ -124,7 +125,7 @@ class ProducerRole:
         try:
             order = self.core.ledger.order(ref, request["clientID"])  # may have gone while we waited
             if order.state == PAYING:
-                await self._settle(order)
+                await self._rare("settle", order)
             step, answer, record, _ = self.core.payment(request, self._now())
             if step == ANSWER:
                 return answer
@@ -168,7 +169,7 @@ class ProducerRole:
             result = await self._send(order)
         except GatewayError as exc:
             if exc.http_status >= 500:
-                return await self._unknown(order, "gateway error %d" % exc.http_status)
+                return await self._rare("unknown", order, "gateway error %d" % exc.http_status)
             # The gateway refused this attempt's request itself: nothing was charged by it.
             self._write([self.core.ledger.failed(order.ref, exc.custom_code)])
             if exc.custom_code == "UNAUTHORIZED":
@@ -177,20 +178,10 @@ class ProducerRole:
             raise ProtocolError(PAYMENT_DECLINED, "gateway refused the payment: %s %s"
                                 % (exc.custom_code, wire.scrub(exc.message)))
         except (NetError, PeerError) as exc:
-            return await self._unknown(order, wire.scrub(str(exc)))
+            return await self._rare("unknown", order, wire.scrub(str(exc)))
         if self._outcome(order, result):
             return self.core.payment_response(order)
         raise ProtocolError(PAYMENT_DECLINED, "payment declined: %s" % order.failure)
-
-    async def _unknown(self, order, why):
-        self.log("payment %s: outcome unknown (%s); asking the gateway" % (order.ref, why))
-        await self._settle(order)
-        if order.state == PAID:
-            return self.core.payment_response(order)
-        if order.failure.startswith("gateway error"):
-            raise ProtocolError(BAD_GATEWAY, "payment not taken (%s); nothing was charged: retry with a new "
-                                "client token" % order.failure)
-        raise ProtocolError(PAYMENT_DECLINED, "payment declined: %s; pay with a new client token" % order.failure)
 
     def _outcome(self, order, result):
         """Journal a gateway order's verdict on the attempt: True if charged."""
@@ -203,45 +194,17 @@ class ProducerRole:
         self._write([self.core.ledger.failed(order.ref, reason)])
         return False
 
-    async def _settle(self, order):
-        """Settle the order's attempt in flight with the gateway, or raise 504 (it stays PAYING)."""
-        code = attempt_code(order)
-        try:
-            if await self._found(order, code):
-                return
-            if not order.token:  # an attempt journalled before attempts had tokens: the search is all
-                self._write([self.core.ledger.failed(order.ref, "no order at the gateway")])
-                return
-            try:
-                result = await self._send(order)
-            except GatewayError as exc:
-                if exc.http_status >= 500:
-                    if order.doubt:
-                        raise  # a request that went unanswered may still charge: keep asking
-                    self._write([self.core.ledger.failed(order.ref, "gateway error %d" % exc.http_status)])
-                    return
-                # The token cannot be charged now: spent by this attempt (then its order shows) or never.
-                if not await self._found(order, code):
-                    self._write([self.core.ledger.failed(order.ref, exc.custom_code)])
-                return
-            self._outcome(order, result)
-        except (NetError, GatewayError, PeerError) as exc:
-            self.log("payment %s: outcome still unknown (%s)" % (order.ref, wire.scrub(str(exc))))
-            raise ProtocolError(GATEWAY_TIMEOUT, "payment outcome unknown (the gateway is not answering); retry "
-                                "with the same paymentReferenceID and clientToken: it will not be charged twice")
+    async def _rare(self, name, *args):
+        """settle.<name>(self, *args): the rare paths' module, loaded for the call and dropped after."""
+        from wpwithin import settle
 
-    async def _found(self, order, code):
-        """True once the gateway's orders for this attempt's code settled it (charged or failed)."""
-        found = await self._gateway(self.gateway.find_orders, code)
-        for result in found:
-            if result["paymentStatus"] == SUCCESS:
-                if result["amount"] != order.total:
-                    raise PeerError("gateway order %s is for %d, not %d" % (code, result["amount"], order.total))
-                return self._outcome(order, result) or True
-        for result in found:
-            if result["paymentStatus"] == FAILED:
-                return self._outcome(order, result) or True
-        return False
+        try:
+            return await getattr(settle, name)(self, *args)
+        finally:
+            sys.modules.pop("wpwithin.settle", None)
+            package = sys.modules.get("wpwithin")
+            if package is not None and "settle" in dir(package):
+                delattr(package, "settle")
 
     async def resolve(self, order):
         """Settle an order left PAYING (a lost answer, a reset): True if it turned out paid.
@@ -249,13 +212,14 @@ class ProducerRole:
         Raises ProtocolError(504) while the gateway cannot tell; the order
         stays PAYING and a later retry or sweep asks again.
         """
-        await self._turn(order.ref)
-        try:
-            if order.state == PAYING:
-                await self._settle(order)
-            return order.state == PAID
-        finally:
-            self._busy.discard(order.ref)
+        return await self._rare("resolve", order)
+
+    async def expire(self):
+        """The sweep (settle.expire), when anything is due: a stuck payment no request is settling,
+        a stalled delivery, a stale quote or an expired token."""
+        ledger, now = self.core.ledger, self._now()
+        if [o for o in ledger.unresolved() if o.ref not in self._busy] or ledger.stalled(now) or ledger.due(now):
+            await self._rare("expire")
 
     # --- hooks -------------------------------------------------------------------
 
@@ -272,43 +236,3 @@ class ProducerRole:
         self.log(message)
         self.last_errors.append(message)
         del self.last_errors[:-5]
-
-    async def expire(self):
-        """The sweep: settle stuck payments, end stalled deliveries, drop stale quotes and expired
-        tokens, refunding unused units as promised (exactly once: asked for, then checked)."""
-        ledger = self.core.ledger
-        for order in ledger.unresolved():
-            if order.ref not in self._busy:
-                try:
-                    await self.resolve(order)
-                except ProtocolError:
-                    pass  # still unknown: the next sweep asks again
-        now = self._now()
-        for order in ledger.stalled(now):
-            units = order.in_flight
-            record, units = ledger.end_delivery(order, units)
-            self._write([record])
-            self.log("delivery on %s not ended in %d s: %d units counted as supplied"
-                     % (order.ref, ledger.delivery_timeout, units))
-            self._fire(self.hooks.delivery_end(order.service_id, units))
-        for order, owed in ledger.due(now):
-            if owed:
-                try:
-                    await self._refund(order, owed)
-                except (NetError, GatewayError, PeerError) as exc:
-                    self._remember("refund of %s failed (%s); will retry" % (order.ref, wire.scrub(str(exc))))
-                    continue
-            self._write([ledger.drop(order.ref)])
-
-    async def _refund(self, order, owed):
-        ledger = self.core.ledger
-        if order.refunding:
-            # Asked for before and the answer lost: the gateway's order says whether it went through.
-            status = (await self._gateway(self.gateway.order, order.order_code))["paymentStatus"]
-            if status != SUCCESS:
-                self._write([ledger.refunded(order.ref, owed)])
-                return
-        else:
-            self._write([ledger.refund_asked(order.ref, owed)])
-        await self._gateway(self.gateway.refund, order.order_code, owed)
-        self._write([ledger.refunded(order.ref, owed)])
