@@ -10,8 +10,10 @@ producer's heap is sampled. Every purchase must succeed, every unit paid
 must be delivered, the gateway's ledger must reconcile, and the heap once
 idle must be back within 1 KB of where it was before the load.
 
-LOAD_HEAP is 256k: the issue asks for 64 KB, which needs the footprint
-work that is still open (see test_network_heap.py).
+LOAD_HEAP is 224k: 16k above 208k, the smallest cap in 16k steps that
+passes today (192k fails). Issue 16's scale clause asks for the .mpy
+min-heap target plus one 16k step (126k): footprint work is still open
+(see test_network_heap.py).
 """
 import asyncio
 import os
@@ -29,7 +31,7 @@ from wpwithin.gateway_client import GatewayClient
 
 CONSUMERS = 32
 SECONDS = float(os.environ.get("WPW_LOAD_SECONDS") or 20)
-LOAD_HEAP = os.environ.get("WPW_LOAD_HEAP") or "256k"
+LOAD_HEAP = os.environ.get("WPW_LOAD_HEAP") or "224k"
 MAX_ORDERS = 16
 KEPT_LIMIT = 2048  # bounded: two runs of 20 s differ in what the GC happens to keep by up to ~1 KB
 

@@ -28,9 +28,10 @@ from wpwithin.card import Card
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
 
-# The smallest cap that passes every run today is 232k (224k passes about half the runs; the issue
-# asks for 64k: footprint work is open); 16k above it, so heap fragmentation cannot make this flaky.
-HEAP_CAP = os.environ.get("WPW_HEAP_CAP") or "248k"
+# The smallest cap in 16k steps that passes today is 216k (200k fails: a 500 on a payment; 208k passed
+# the runs tried); 16k above it, so heap fragmentation cannot make this flaky. Issue 16's scale clause
+# asks for the .mpy min-heap target plus one 16k step (126k): footprint work is open.
+HEAP_CAP = os.environ.get("WPW_HEAP_CAP") or "232k"
 CONSUMERS = 8
 PURCHASES = 20
 WARM_UP = 24  # more than maxOrders: the used-up tokens kept are at their bound before we measure
