@@ -15,7 +15,7 @@ import errno
 
 from wpwithin import http1
 from wpwithin.compat import const
-from wpwithin.errors import BAD_GATEWAY, ProtocolError
+from wpwithin.errors import BAD_GATEWAY, ProtocolError, nth
 from wpwithin.net_errors import BadResponse, ConnectFailed, ConnectionDropped, HttpTimeout, NetError, TlsFailed
 
 TIMEOUT = 5  # seconds for connecting, for sending and for each read
@@ -29,9 +29,21 @@ _SP = const(32)
 _HT = const(9)
 _CR = const(13)
 _READ_SIZE = 512
-# errno values meaning "no connection" (MicroPython's errno lacks some names).
-_REFUSED = tuple(getattr(errno, name) for name in ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT")
-                 if hasattr(errno, name))
+# errno values meaning "no connection" (MicroPython's errno has no ENETUNREACH).
+_REFUSED = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ETIMEDOUT, getattr(errno, "ENETUNREACH", 0))
+# The failures' phrases in one string, by number (a string object each cost 0.9 KB more heap),
+# and what the client was doing (_failure's `doing`: _CONNECTING, _SENDING, _READING).
+_WHY = ("response is not HTTP/1.x|malformed status line|response Transfer-Encoding not supported|"
+        "response body over %d bytes|chunk framing line too long|chunk framing line ends in a bare LF|"
+        "bad chunk size|chunk data longer than its size|%s closed the connection before answering|"
+        "%s closed the connection mid-body|%s %s timed out after %s s|TLS with %s failed: %s|"
+        "cannot connect to %s: %s|%s %s failed: %s|%s closed the connection|method must be an HTTP token|"
+        "path must start with / and hold printable ASCII only|body must be bytes|"
+        "header %s is set by the client|header %s has a bad name or value")
+_DOING = "connecting to|sending to|reading from"
+_CONNECTING = const(0)
+_SENDING = const(1)
+_READING = const(2)
 
 
 def _ok(text, token):
@@ -66,7 +78,7 @@ class ResponseParser(http1.RequestParser):
         if sp < 0:
             sp = le
         if http1.http_version(buf, start, sp) < 0:
-            self._fail(BAD_GATEWAY, "response is not HTTP/1.x")
+            self._fail(BAD_GATEWAY, nth(_WHY, 0))
         self.http10 = buf[sp - 1] == 48
         status = 0
         if le - sp >= 4 and (le - sp == 4 or buf[sp + 4] == _SP):
@@ -77,7 +89,7 @@ class ResponseParser(http1.RequestParser):
                     break
                 status = status * 10 + d
         if status < 100:
-            self._fail(BAD_GATEWAY, "malformed status line")
+            self._fail(BAD_GATEWAY, nth(_WHY, 1))
         self.status = status
 
     def _finish(self):
@@ -89,11 +101,11 @@ class ResponseParser(http1.RequestParser):
             self.length = 0
         elif coding is not None:
             if self.content_length is not None or coding.strip().lower() != "chunked":
-                self._fail(BAD_GATEWAY, "response Transfer-Encoding not supported")
+                self._fail(BAD_GATEWAY, nth(_WHY, 2))
             self.length = CHUNKED
         elif self.content_length is not None:
             if self.content_length > self.limits.body:
-                self._fail(BAD_GATEWAY, "response body over %d bytes" % self.limits.body)
+                self._fail(BAD_GATEWAY, nth(_WHY, 3) % self.limits.body)
             self.length = self.content_length
         else:
             self.length = UNTIL_CLOSE
@@ -133,12 +145,12 @@ class ChunkedBody:
             limit = _MAX_CHUNK_LINE if left > -2 else self.trailer_limit - self._trailer
             nl = buf.find(b"\n", pos, end)
             if (nl if nl >= 0 else end) - pos > limit + 1:
-                raise ProtocolError(BAD_GATEWAY, "chunk framing line too long")
+                raise ProtocolError(BAD_GATEWAY, nth(_WHY, 4))
             if nl < 0:
                 break
             le = nl - 1
             if nl == pos or buf[le] != _CR:
-                raise ProtocolError(BAD_GATEWAY, "chunk framing line ends in a bare LF")
+                raise ProtocolError(BAD_GATEWAY, nth(_WHY, 5))
             if left == 0:  # the size line: hex digits, then maybe ";" extensions, which we ignore
                 size = 0
                 i = pos
@@ -148,17 +160,17 @@ class ChunkedBody:
                         break
                     d = c - 48 if 48 <= c <= 57 else (c | 32) - 87  # 0-9, then a-f or A-F
                     if not 0 <= d <= 15 or (d < 10 and c > 57) or i - pos > 7:
-                        raise ProtocolError(BAD_GATEWAY, "bad chunk size")
+                        raise ProtocolError(BAD_GATEWAY, nth(_WHY, 6))
                     size = size * 16 + d
                     i += 1
                 if i == pos:
-                    raise ProtocolError(BAD_GATEWAY, "bad chunk size")
+                    raise ProtocolError(BAD_GATEWAY, nth(_WHY, 6))
                 if len(self.body) + size > self.limit:
-                    raise ProtocolError(BAD_GATEWAY, "response body over %d bytes" % self.limit)
+                    raise ProtocolError(BAD_GATEWAY, nth(_WHY, 3) % self.limit)
                 self._left = size if size else -2
             elif left == -1:
                 if le != pos:
-                    raise ProtocolError(BAD_GATEWAY, "chunk data longer than its size")
+                    raise ProtocolError(BAD_GATEWAY, nth(_WHY, 7))
                 self._left = 0
             else:
                 self._trailer += nl + 1 - pos
@@ -217,7 +229,7 @@ class Connection:
                             opening = asyncio.open_connection(self.host, self.port)
                         self._reader, self._writer = await asyncio.wait_for(opening, self.timeout)
                     except BaseException as exc:
-                        raise self._failure(exc, "connecting to", False)
+                        raise self._failure(exc, _CONNECTING, False)
                 return await self._exchange(data, method, close)
             except ConnectionDropped as exc:
                 await self.close(abort=True)
@@ -258,20 +270,20 @@ class Connection:
 
     def _encode(self, method, path, body, headers, close):
         if not _ok(method, True):
-            raise ValueError("method must be an HTTP token")
+            raise ValueError(nth(_WHY, 15))
         if not path.startswith("/") or " " in path or not _ok(path, False) or "\t" in path:
-            raise ValueError("path must start with / and hold printable ASCII only")
+            raise ValueError(nth(_WHY, 16))
         if body is not None and not isinstance(body, (bytes, bytearray)):
-            raise TypeError("body must be bytes")
+            raise TypeError(nth(_WHY, 17))
         lines = ["%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, path, self._host_header)]
         typed = False
         for name in headers or ():
             value = headers[name]
             lower = name.lower()
             if lower in ("host", "content-length", "transfer-encoding", "connection"):
-                raise ValueError("header %s is set by the client" % name)
+                raise ValueError(nth(_WHY, 18) % name)
             if not _ok(name, True) or not isinstance(value, str) or not _ok(value, False):
-                raise ValueError("header %s has a bad name or value" % name)
+                raise ValueError(nth(_WHY, 19) % name)
             typed = typed or lower == "content-type"
             lines.append("%s: %s\r\n" % (name, value))
         if body is not None or method in ("POST", "PUT", "PATCH"):
@@ -296,7 +308,7 @@ class Connection:
         except BaseException as exc:
             # The server may have answered and closed before reading all we
             # sent (503 when busy, 413 for a large body): read its answer first.
-            sent = self._failure(exc, "sending to", False)
+            sent = self._failure(exc, _SENDING, False)
             if not isinstance(sent, ConnectionDropped):
                 raise sent
         start = end = 0
@@ -322,8 +334,7 @@ class Connection:
                 start = 0
             n = await self._read_into(end, len(self._buf), end > 0, sent)
             if not n:
-                raise sent or ConnectionDropped("%s closed the connection before answering" % self._where,
-                                                answered=end > 0)
+                raise sent or ConnectionDropped(nth(_WHY, 8) % self._where, answered=end > 0)
             end += n
         status, headers = head
         # the body (in this coroutine: on MicroPython each coroutine call allocates its frame)
@@ -341,7 +352,7 @@ class Connection:
             while have < length:
                 n = await self._read_into(0, min(len(buf), length - have), True)
                 if not n:
-                    raise ConnectionDropped("%s closed the connection mid-body" % self._where)
+                    raise ConnectionDropped(nth(_WHY, 9) % self._where)
                 body[have:have + n] = buf[0:n]
                 have += n
             body = bytes(body)
@@ -350,7 +361,7 @@ class Connection:
             body = bytearray(buf[start:end])
             while True:
                 if len(body) > self.limits.body:
-                    raise BadResponse("%s: response body over %d bytes" % (self._where, self.limits.body))
+                    raise BadResponse("%s: %s" % (self._where, nth(_WHY, 3) % self.limits.body))
                 n = await self._read_into(0, len(buf), True)
                 if not n:
                     break
@@ -374,7 +385,7 @@ class Connection:
                     start = 0
                 n = await self._read_into(end, len(buf), True)
                 if not n:
-                    raise ConnectionDropped("%s closed the connection mid-body" % self._where)
+                    raise ConnectionDropped(nth(_WHY, 9) % self._where)
                 end += n
             body = bytes(decoder.body)
         if close or not parser.keep_alive or end > start:
@@ -394,39 +405,40 @@ class Connection:
         except BaseException as exc:
             if sent is not None and isinstance(exc, OSError):
                 raise sent  # the send already failed: that is the story
-            raise self._failure(exc, "reading from", answered)
+            raise self._failure(exc, _READING, answered)
         n = len(data)
         self._buf[pos:pos + n] = data
         return n
 
     def _failure(self, exc, doing, answered):
-        """The NetError that says what `exc` meant while `doing` (a phrase) with this server."""
+        """The NetError that says what `exc` meant while `doing` (_CONNECTING...) with this server."""
         where = self._where
         if isinstance(exc, NetError):
             return exc
         if isinstance(exc, asyncio.TimeoutError):  # before OSError: CPython's is one
-            return HttpTimeout("%s %s timed out after %s s" % (doing, where, self.timeout))
+            return HttpTimeout(nth(_WHY, 10) % (nth(_DOING, doing), where, self.timeout))
+        if isinstance(exc, EOFError):
+            return ConnectionDropped(nth(_WHY, 14) % where, answered)
+        tls = self.tls is not None and isinstance(exc, ValueError)
+        if not (tls or isinstance(exc, OSError)):
+            return exc  # not a network failure (a bug, KeyboardInterrupt): let it through as it is
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else getattr(exc, "errno", None)
+        name = type(exc).__name__
+        # A short, secret-free reason: the error's name and its text or number.
+        text = ""
+        for a in exc.args:
+            if isinstance(a, (str, int)):
+                text += (" " if text else "") + str(a).strip()
+        reason = "%s %s" % (name, text[:120])
         # A failure of the TLS layer: CPython's ssl.SSLError; MicroPython's mbedTLS errors
         # (ValueError for certificate checks, OSError with an mbedTLS code: those are below
         # -0x1000, resolver errors are small negatives).
-        if self.tls is not None and (isinstance(exc, ValueError) or isinstance(exc, OSError) and (
-                type(exc).__name__.startswith("SSL") or type(exc).__name__.startswith("CertificateError")
-                or (code is not None and code < -0x100))):
-            return TlsFailed("TLS with %s failed: %s" % (where, _reason(exc)))
-        if isinstance(exc, OSError):
-            if doing == "connecting to" or (code in _REFUSED and not answered):
-                return ConnectFailed("cannot connect to %s: %s" % (where, _reason(exc)))
-            return ConnectionDropped("%s %s failed: %s" % (doing, where, _reason(exc)), answered)
-        if isinstance(exc, EOFError):
-            return ConnectionDropped("%s closed the connection" % where, answered)
-        return exc  # not a network failure (a bug, KeyboardInterrupt): let it through as it is
-
-
-def _reason(exc):
-    """A short, secret-free reason: the error's name and its text or number."""
-    text = " ".join(str(a).strip() for a in exc.args if isinstance(a, (str, int))) if exc.args else ""
-    return "%s %s" % (type(exc).__name__, text[:120])
+        if tls or self.tls is not None and (name.startswith("SSL") or name.startswith("CertificateError")
+                                            or (code is not None and code < -0x100)):
+            return TlsFailed(nth(_WHY, 11) % (where, reason))
+        if doing == _CONNECTING or (code in _REFUSED and not answered):
+            return ConnectFailed(nth(_WHY, 12) % (where, reason))
+        return ConnectionDropped(nth(_WHY, 13) % (nth(_DOING, doing), where, reason), answered)
 
 
 class Reuse:
