@@ -29,7 +29,7 @@ KEYS = {"id", "group", "title", "unit", "ours", "anchor", "anchorWhat", "ratio",
 
 
 def still_running(mark):
-    """Pids of processes whose environment carries this run's mark (procs.MARK)."""
+    """Pids of processes whose environment carries this run's mark (bench.py's MARK)."""
     needle = ("WPW_BENCH_RUN=%s" % mark).encode()
     found = []
     for pid in os.listdir("/proc"):

@@ -18,7 +18,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 
@@ -27,8 +26,8 @@ from gatewaysim.merchants import DEFAULT_CLIENT_KEY as CLIENT_KEY
 from gatewaysim.merchants import DEFAULT_SERVICE_KEY as SERVICE_KEY, Merchant
 from gatewaysim.simulator import Simulator
 
-import mpy
-from network_things import CARD, CONSUMER, Things, free_port, runtime_command
+from harness.process import free_port
+from harness.things import CARD, CONSUMER, Things, runtime_command, thing_files
 from relay import Relay
 from wpwithin.journal import FileJournal
 from wpwithin.ledger import Ledger
@@ -42,20 +41,10 @@ RUN_LIMIT = 60  # seconds a buyer may take before the test calls it stuck
 
 
 def write_config(folder, gateway_url, port):
-    base = free_port()
-    config = {
-        "device": {"serverId": "consumer-kill"},
-        "network": {"host": "127.0.0.1", "hostname": "127.0.0.1", "port": port, "broadcastAddress": "127.255.255.255",
-                    "broadcastPort": base, "probePort": 0},
-        "gateway": {"url": gateway_url, "timeout": GATEWAY_TIMEOUT},
-        # Room for every order of the run, so each can be checked (a host-side check, not a board's setting).
-        "producer": {"enabled": True, "journal": "ledger.journal", "maxOrders": 4096, "services": [
-            {"id": 1, "name": "Charge", "prices": [{"id": 1, "amount": 7, "unitDescription": "kWh"}]}]},
-    }
-    secrets = {"merchantClientKey": CLIENT_KEY, "merchantServiceKey": SERVICE_KEY, "tokenSigningSecret": "ef" * 32}
-    for name, obj in (("config.json", config), ("secrets.json", secrets)):
-        with open(os.path.join(folder, name), "w") as f:
-            json.dump(obj, f)
+    # Room for every order of the run, so each can be checked (a host-side check, not a board's setting).
+    return thing_files(folder, "consumer-kill", gateway_url, port=port, gateway={"timeout": GATEWAY_TIMEOUT},
+                       producer={"maxOrders": 4096}, services=[
+                           {"id": 1, "name": "Charge", "prices": [{"id": 1, "amount": 7, "unitDescription": "kWh"}]}])
 
 
 def read_wallet(path):
@@ -109,27 +98,17 @@ class Buyers:
 
 
 def finish(process, limit=RUN_LIMIT):
-    try:
-        return process.proc.wait(limit)
-    except subprocess.TimeoutExpired:
-        process.stop(signal.SIGKILL)
-        raise AssertionError("%s did not finish within %d s:\n%s" % (process.name, limit, "".join(process.output)))
+    return process.wait(limit)
 
 
 def test_consumer_kills_lose_no_paid_token_or_unit_and_charge_nothing_twice(tmp_path):
     merchant = Merchant("consumer-kill", CLIENT_KEY, SERVICE_KEY)
     with Simulator(merchants=[merchant], db=str(tmp_path / "gateway.db"), log=lambda *a: None) as sim:
         port = free_port()
-        write_config(str(tmp_path), sim.url, port)
-        producer = subprocess.Popen(
-            [mpy.micropython_path(), "-X", "heapsize=16m", os.path.join(mpy.ROOT, "tools", "thing_main.py"),
-             "config.json", "secrets.json"], cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=dict(os.environ, MICROPYPATH=mpy.LIB + ":.frozen"))
         things = Things(tmp_path)
-        relay = None
+        relay = producer = None
         try:
-            line = producer.stdout.readline()
-            assert line.startswith("listening on"), line + producer.stdout.read()
+            producer = things.thing(write_config(str(tmp_path), sim.url, port), "micropython", "16m")["process"]
             # Buyers reach the producer through a relay that holds each delivery end back a moment,
             # so kills land in deliveries too.
             holds = random.Random(5)
@@ -179,11 +158,11 @@ def test_consumer_kills_lose_no_paid_token_or_unit_and_charge_nothing_twice(tmp_
                 if not [e for path in (buyers.wpw_wallet, buyers.mp_wallet) for e in read_wallet(path).unresolved()]:
                     break
         finally:
+            if producer is not None:
+                producer.stop(signal.SIGKILL)  # as power is lost: what the journal holds is what counts
             things.close()
             if relay is not None:
                 relay.close()
-            producer.send_signal(signal.SIGKILL)
-            producer.wait()
 
         wallets = [read_wallet(buyers.wpw_wallet), read_wallet(buyers.mp_wallet)]
         entries = {}

@@ -26,7 +26,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import threading
 import time
 import urllib.request
@@ -37,10 +36,10 @@ from gatewaysim.merchants import DEFAULT_CLIENT_KEY as CLIENT_KEY
 from gatewaysim.merchants import DEFAULT_SERVICE_KEY as SERVICE_KEY, Merchant
 from gatewaysim.simulator import Simulator
 
-from network_things import RUNTIMES, free_port, runtime_command
+from harness.process import free_port
+from harness.things import RUNTIMES, Things, thing_files
 from wpwithin.journal import FileJournal
 from wpwithin.ledger import Ledger
-import mpy
 
 OPS = int(os.environ.get("WPW_SCHEDULE_OPS", "120"))
 SEED = int(os.environ.get("WPW_SCHEDULE_SEED", "0")) or random.randrange(1, 10 ** 6)
@@ -61,48 +60,29 @@ FAULTS = (
 
 def write_config(folder, gateway_url, port, **producer):
     """config.json and secrets.json of the schedule's producer; `producer` overrides its section."""
-    base = 31000 + os.getpid() % 1000 * 2
-    config = {
-        "device": {"serverId": "schedule"},
-        "network": {"host": "127.0.0.1", "hostname": "127.0.0.1", "port": port,
-                    "broadcastAddress": "127.255.255.255", "broadcastPort": base, "probePort": 0},
-        "gateway": {"url": gateway_url, "timeout": GATEWAY_TIMEOUT},
-        "producer": {"enabled": True, "journal": "ledger.journal", "maxOrders": 4096,
-                     "tokenLifetime": TOKEN_LIFETIME, "refundOnExpiry": True, "deliveryTimeout": 10,
-                     "services": [{"id": 1, "name": "Charge", "capacity": CAPACITY,
-                                   "prices": [{"id": 1, "amount": PRICE, "unitDescription": "kWh"}]}]},
-    }
-    config["producer"].update(producer)
-    secrets = {"merchantClientKey": CLIENT_KEY, "merchantServiceKey": SERVICE_KEY,
-               "tokenSigningSecret": "cd" * 32}
-    for name, obj in (("config.json", config), ("secrets.json", secrets)):
-        with open(os.path.join(folder, name), "w") as f:
-            json.dump(obj, f)
+    settings = {"maxOrders": 4096, "tokenLifetime": TOKEN_LIFETIME, "refundOnExpiry": True, "deliveryTimeout": 10}
+    settings.update(producer)
+    thing_files(folder, "schedule", gateway_url, port=port, gateway={"timeout": GATEWAY_TIMEOUT}, producer=settings,
+                services=[{"id": 1, "name": "Charge", "capacity": CAPACITY,
+                           "prices": [{"id": 1, "amount": PRICE, "unitDescription": "kWh"}]}])
 
 
 class Producer:
-    """tools/thing_main.py under one runtime, killed with SIGKILL and started again at will."""
+    """The Thing of folder/config.json under one runtime, killed with SIGKILL and started again at will."""
 
     def __init__(self, runtime, folder, port):
         self.runtime, self.folder, self.port = runtime, folder, port
-        self.proc = None
+        self.things = Things(folder)
+        self.process = None
         self.starts = 0
 
     def start(self):
-        argv, env = runtime_command(self.runtime, os.path.join(mpy.ROOT, "tools", "thing_main.py"), "16m")
-        self.proc = subprocess.Popen(argv + ["config.json", "secrets.json"], cwd=self.folder,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=dict(os.environ, **env), start_new_session=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening on"), line + self.proc.stdout.read()
+        self.process = self.things.thing(os.path.join(self.folder, "config.json"), self.runtime, "16m")["process"]
         self.starts += 1
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # keep the pipe drained
 
     def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait()
+        if self.process is not None:
+            self.process.stop(signal.SIGKILL)
 
     def restart(self):
         self.kill()

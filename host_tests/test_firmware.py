@@ -19,8 +19,9 @@ import urllib.request
 import pytest
 
 import mpy
-from vboards import (SERVICE_KEY, board_folder, card_file, firmware, free_port, gateway, thing_files,  # noqa: F401
-                     vboards, wpw)
+from harness.process import free_port
+from harness.things import SERVICE_KEY, thing_files
+from harness.vboard import board_files, board_folder, card_file, wpw
 
 
 def refused(port):
@@ -43,7 +44,7 @@ def secrets_of(config):
 
 def test_a_purchase_against_firmware_booted_from_the_image(vboards, firmware, gateway, tmp_path):
     port = free_port()
-    config = thing_files(tmp_path / "thing", gateway, port)
+    config = board_files(tmp_path / "thing", gateway, port)
     board = vboards("b", "--image", os.path.join(firmware, "littlefs.img"), "--config", config)
     board.wait_log("[wpw] running: 127.0.0.1:%d" % port)
     card, wallet = card_file(tmp_path), str(tmp_path / "wallet.json")
@@ -75,7 +76,7 @@ def test_a_purchase_against_firmware_booted_from_the_image(vboards, firmware, ga
 
 def test_safe_mode_marker_keeps_the_app_stopped_until_cleared(vboards, firmware, gateway, tmp_path):
     port = free_port()
-    folder = board_folder(tmp_path / "fs", firmware, thing_files(tmp_path / "thing", gateway, port))
+    folder = board_folder(tmp_path / "fs", firmware, board_files(tmp_path / "thing", gateway, port))
     with open(os.path.join(folder, "SAFE_MODE"), "w") as f:
         f.write("test\n")
     board = vboards("b", "--dir", folder)
@@ -92,7 +93,7 @@ def test_safe_mode_marker_keeps_the_app_stopped_until_cleared(vboards, firmware,
 
 def test_a_bad_config_names_the_field_and_stays_at_the_repl(vboards, firmware, gateway, tmp_path):
     port = free_port()
-    config = thing_files(tmp_path / "thing", gateway, port, producer={"services": [{"id": 1, "name": "x", "prices": [
+    config = board_files(tmp_path / "thing", gateway, port, producer={"services": [{"id": 1, "name": "x", "prices": [
         {"id": 1, "amount": "30", "currency": "GBP", "unitId": 1, "unitDescription": "kWh"}]}]})
     board = vboards("b", "--image", os.path.join(firmware, "littlefs.img"), "--config", config)
     field = "config.producer.services[0].prices[0].amount"
@@ -107,7 +108,7 @@ def test_a_bad_config_names_the_field_and_stays_at_the_repl(vboards, firmware, g
 
 def test_ctrl_c_leaves_state_to_inspect_and_repl_restart_runs_the_app_again(vboards, firmware, gateway, tmp_path):
     port = free_port()
-    folder = board_folder(tmp_path / "fs", firmware, thing_files(tmp_path / "thing", gateway, port))
+    folder = board_folder(tmp_path / "fs", firmware, board_files(tmp_path / "thing", gateway, port))
     board = vboards("b", "--dir", folder)
     first = board.wait_log("[wpw] running: 127.0.0.1:%d" % port)
     assert discover(port)["services"][0]["ServiceName"] == "Car charge"
@@ -207,15 +208,8 @@ report["nextBoot"] = app.should_start(Board())
 def run_stand_in(runtime, folder, scenario, **values):
     port = free_port()
     values["port"] = port
-    config = {"network": {"host": "127.0.0.1", "port": port, "broadcastAddress": "127.255.255.255",
-                          "broadcastPort": free_port(socket.SOCK_DGRAM), "probePort": 0},
-              "gateway": {"url": "http://127.0.0.1:9/v1"},
-              "producer": {"enabled": True, "services": [{"id": 1, "name": "c", "prices": [
-                  {"id": 1, "amount": 30, "currency": "GBP", "unitId": 1, "unitDescription": "kWh"}]}]}}
-    secrets = {"merchantClientKey": "T_C_x", "merchantServiceKey": "T_S_x", "tokenSigningSecret": "ab" * 32}
-    for name, obj in (("config.json", config), ("secrets.json", secrets)):
-        with open(os.path.join(folder, name), "w") as f:
-            json.dump(obj, f)
+    thing_files(str(folder), "stand-in", "http://127.0.0.1:9/v1", port=port, services=[{"id": 1, "name": "c", "prices": [
+        {"id": 1, "amount": 30, "currency": "GBP", "unitId": 1, "unitDescription": "kWh"}]}])
     script = STAND_IN % {"scenario": scenario % values}
     if runtime == "micropython":
         proc = mpy.run(["-c", script], heap="256k", cwd=str(folder), timeout=60)

@@ -13,7 +13,6 @@ consumer, and its heap is back within 1 KB of where it was before.
 Last, a CPython and a MicroPython producer give the same 422 to each body
 that is not strict JSON (hostile.NOT_STRICT_JSON) and answer HEAD as GET.
 """
-import asyncio
 import collections
 import os
 import socket
@@ -25,12 +24,9 @@ from gatewaysim.simulator import Simulator
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import hostile
-import mpy
-import network_things as things_mod
-from network_things import CARD, Things, idle_heap, udp_ports
-from wpwithin.card import Card
-from wpwithin.consumer_role import ConsumerRole, Producer
-from wpwithin.gateway_client import GatewayClient
+from harness.process import free_port
+from harness.shopping import shop
+from harness.things import Things, idle_heap
 
 COUNT = int(os.environ.get("WPW_HOSTILE") or 10000)
 WARM_UP = 300  # fills the ledger with quotes first: the steady state the heap is measured in
@@ -77,27 +73,13 @@ def market(tmp_path_factory):
 
 def honest_purchase(sim, port):
     """One purchase and its delivery by a well-behaved consumer; the units delivered."""
-    with open(sim.ca_path, "rb") as f:
-        gateway = GatewayClient(sim.url, ca=f.read())
-    card = Card(CARD["name"], CARD["number"], CARD["expiryMonth"], CARD["expiryYear"], CARD["cvc"])
-
-    async def buy():
-        role = ConsumerRole("honest-car", card, gateway)
-        purchase = await role.buy(Producer("127.0.0.1", port), 1, 1, 3)
-        end = await role.deliver(Producer("127.0.0.1", port), purchase, 3)
-        return end["unitsJustSupplied"]
-
-    return asyncio.run(buy())
-
-
-def output_of(process):
-    return "".join(process.output)
+    return shop(port, sim.url, sim.ca_path, parts=(3,), name="honest-car")["delivered"]
 
 
 @pytest.fixture(scope="module")
 def cpython_producer(market):
     things, sim = market
-    return things.producer("hostile-cpython", "cpython", sim.url, sim.ca_path, *udp_ports(2))
+    return things.producer("hostile-cpython", "cpython", sim.url, sim.ca_path)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example])
@@ -112,22 +94,16 @@ def test_cpython_producer_answers_every_hostile_request_well_formed(cpython_prod
 
 def test_cpython_producer_still_serves_after_hypothesis(market, cpython_producer):
     process = cpython_producer["process"]
-    assert process.proc.poll() is None and "handler failed" not in output_of(process), output_of(process)
+    assert process.proc.poll() is None and "handler failed" not in process.text(), process.text()
     assert honest_purchase(market[1], cpython_producer["port"]) == 3
 
 
-def test_micropython_producer_survives_the_hostile_corpus_and_keeps_no_heap(market, bundle, tmp_path,
-                                                                           record_property):
+def test_micropython_producer_survives_the_hostile_corpus_and_keeps_no_heap(market, bundle, record_property):
     things, sim = market
-    broadcast_port, probe_port, heap_port = udp_ports(3)
-    folder = str(tmp_path / "producer")
-    config = things_mod.producer_config(folder, "hostile-micropython", sim.url, sim.ca_path, broadcast_port,
-                                        probe_port, network={"debugHeap": heap_port}, producer={"maxOrders": 16})
-    process = things.start("producer", [
-        mpy.micropython_path(), "-X", "heapsize=%s" % HEAP_CAP, os.path.join(mpy.ROOT, "tools", "thing_main.py"),
-        config, os.path.join(folder, "secrets.json")], env={"MICROPYPATH": os.pathsep.join([bundle, ".frozen"])},
-        cwd=folder)
-    port = int(process.expect("listening on", 15).split()[2].rsplit(":", 1)[1])
+    heap_port = free_port(socket.SOCK_DGRAM)
+    producer = things.producer("hostile-micropython", "micropython", sim.url, sim.ca_path, heap=HEAP_CAP, lib=bundle,
+                               network={"debugHeap": heap_port}, producer={"maxOrders": 16})
+    port, process = producer["port"], producer["process"]
     requests = hostile.corpus(SEED, WARM_UP + COUNT)
     statuses = collections.Counter()
     resets = [0]
@@ -150,8 +126,8 @@ def test_micropython_producer_survives_the_hostile_corpus_and_keeps_no_heap(mark
         seconds = time.monotonic() - began
     after = idle_heap(heap_port, process)
 
-    assert process.proc.poll() is None, output_of(process)
-    assert "handler failed" not in output_of(process) and "Traceback" not in output_of(process), output_of(process)
+    assert process.proc.poll() is None, process.text()
+    assert "handler failed" not in process.text() and "Traceback" not in process.text(), process.text()
     assert statuses[500] == 0, statuses
     assert honest_purchase(sim, port) == 3
     kept = after["memAlloc"] - before["memAlloc"]
@@ -177,7 +153,7 @@ def post(port, path, body):
 @pytest.fixture(scope="module")
 def micropython_producer(market):
     things, sim = market
-    return things.producer("strict-micropython", "micropython", sim.url, sim.ca_path, *udp_ports(2))
+    return things.producer("strict-micropython", "micropython", sim.url, sim.ca_path)
 
 
 def test_both_producers_answer_422_to_every_body_that_is_not_strict_json(cpython_producer, micropython_producer):

@@ -14,9 +14,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -25,57 +22,23 @@ from gatewaysim.merchants import DEFAULT_CLIENT_KEY as CLIENT_KEY
 from gatewaysim.merchants import DEFAULT_SERVICE_KEY as SERVICE_KEY, Merchant
 from gatewaysim.simulator import Simulator
 
-import mpy
-from network_things import free_port
-from wpwithin.card import Card
-from wpwithin.consumer_role import ConsumerRole, Producer
+from harness.process import free_port
+from harness.shopping import card
+from harness.things import thing_files
+from test_fault_schedule import Producer
+from wpwithin.consumer_role import ConsumerRole, Producer as Seller
 from wpwithin.gateway_client import GatewayClient
 from wpwithin.journal import FileJournal
 from wpwithin.ledger import PAID, Ledger
 
 KILLS = int(os.environ.get("WPW_KILLS", "30"))
-CARD = Card("Kill Test", "4444333322221111", 12, 2031, "123")
 
 
 def write_config(folder, gateway_url, port):
-    base = 30000 + os.getpid() % 1000 * 2
-    config = {
-        "device": {"serverId": "kill-test"},
-        "network": {"host": "127.0.0.1", "hostname": "127.0.0.1", "port": port, "broadcastAddress": "127.255.255.255",
-                    "broadcastPort": base, "probePort": base + 1},
-        "gateway": {"url": gateway_url, "timeout": 10},
-        # Room for every order of the run, so none is dropped and each can be checked
-        # (hence the big heap: this is a host-side check, not a board's setting).
-        "producer": {"enabled": True, "journal": "ledger.journal", "maxOrders": 4096, "services": [
-            {"id": 1, "name": "Charge", "prices": [{"id": 1, "amount": 7, "unitDescription": "kWh"}]}]},
-    }
-    secrets = {"merchantClientKey": CLIENT_KEY, "merchantServiceKey": SERVICE_KEY,
-               "tokenSigningSecret": "ab" * 32}
-    for name, obj in (("config.json", config), ("secrets.json", secrets)):
-        with open(os.path.join(folder, name), "w") as f:
-            json.dump(obj, f)
-
-
-class ProducerProcess:
-    def __init__(self, folder):
-        self.folder = folder
-        self.proc = None
-        self.starts = 0
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [mpy.micropython_path(), "-X", "heapsize=16m", os.path.join(mpy.ROOT, "tools", "thing_main.py"),
-             "config.json", "secrets.json"],
-            cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, MICROPYPATH=mpy.LIB + ":.frozen"))
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening on"), line + self.proc.stdout.read()
-        self.starts += 1
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # keep the pipe drained
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+    # Room for every order of the run, so none is dropped and each can be checked
+    # (hence the big heap: this is a host-side check, not a board's setting).
+    thing_files(folder, "kill-test", gateway_url, port=port, producer={"maxOrders": 4096}, services=[
+        {"id": 1, "name": "Charge", "prices": [{"id": 1, "amount": 7, "unitDescription": "kWh"}]}])
 
 
 def open_payments(path):
@@ -89,7 +52,7 @@ def open_payments(path):
 
 
 async def shopper(name, producer, gateway, stop, tally):
-    role = ConsumerRole(name, CARD, gateway, timeout=3)
+    role = ConsumerRole(name, card(), gateway, timeout=3)
     while not stop.is_set():
         try:
             purchase = await role.buy(producer, 1, 1, random.randint(1, 5))
@@ -107,14 +70,14 @@ def test_kills_lose_no_paid_units_and_charge_nothing_twice(tmp_path):
     with Simulator(merchants=[merchant], db=str(tmp_path / "gateway.db"), log=lambda *a: None) as sim:
         port = free_port()
         write_config(str(tmp_path), sim.url, port)
-        producer_process = ProducerProcess(str(tmp_path))
+        producer_process = Producer("micropython", str(tmp_path), port)
         producer_process.start()
         tally = {"paid": 0, "sessions": 0, "interrupted": 0}
         stop = threading.Event()
 
         async def shop():
             gateway = GatewayClient(sim.url, timeout=3)
-            producer = Producer("127.0.0.1", port)
+            producer = Seller("127.0.0.1", port)
             tasks = [asyncio.create_task(shopper("car-%d" % i, producer, gateway, stop, tally)) for i in range(3)]
             while not stop.is_set():
                 await asyncio.sleep(0.05)
@@ -130,8 +93,7 @@ def test_kills_lose_no_paid_units_and_charge_nothing_twice(tmp_path):
                 if kill % 3 == 0:  # the answer crawls out after the charge is committed
                     sim.faults.add(parse_fault_spec("orders:trickle:0.05"))
                 time.sleep(rng.uniform(0.05, 0.8))
-                producer_process.kill()
-                producer_process.start()
+                producer_process.restart()
         finally:
             stop.set()
             shop_thread.join(60)

@@ -14,7 +14,8 @@ from gatewaysim.merchants import DEFAULT_CLIENT_KEY as CLIENT_KEY
 from gatewaysim.merchants import DEFAULT_SERVICE_KEY as SERVICE_KEY, Merchant
 from gatewaysim.simulator import Simulator
 
-from network_things import RUNTIMES, free_port
+from harness.process import free_port
+from harness.things import RUNTIMES
 from test_fault_schedule import Buyer, Producer, post, write_config
 
 

@@ -24,10 +24,9 @@ from gatewaysim.simulator import Simulator
 
 import mpy
 from wpwithin import http1
-from network_things import CARD, Things, udp_ports
-from wpwithin.card import Card
+from harness.shopping import card, gateway_client
+from harness.things import Things
 from wpwithin.consumer_role import ConsumerRole, Producer
-from wpwithin.gateway_client import GatewayClient
 
 READ_TIMEOUT = 1  # network.readTimeout of the producers here (s)
 MAX_CONNECTIONS = 2
@@ -48,7 +47,6 @@ def producer(request, gateway, tmp_path_factory):
     things = Things(tmp_path_factory.mktemp("producer-" + request.param))
     try:
         started = things.producer("errors-" + request.param, request.param, gateway.url, gateway.ca_path,
-                                  *udp_ports(2),
                                   network={"readTimeout": READ_TIMEOUT, "maxConnections": MAX_CONNECTIONS})
         started["purchase"] = asyncio.run(buy(gateway, started, "paid-car", 1, 1, 5))
         yield started
@@ -57,10 +55,7 @@ def producer(request, gateway, tmp_path_factory):
 
 
 async def buy(gateway, producer, client_id, service, price, units):
-    with open(gateway.ca_path, "rb") as f:
-        client = GatewayClient(gateway.url, ca=f.read())
-    card = Card(CARD["name"], CARD["number"], CARD["expiryMonth"], CARD["expiryYear"], CARD["cvc"])
-    role = ConsumerRole(client_id, card, client)
+    role = ConsumerRole(client_id, card(), gateway_client(gateway.url, gateway.ca_path))
     return await role.buy(Producer("127.0.0.1", producer["port"]), service, price, units)
 
 

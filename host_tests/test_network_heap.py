@@ -15,18 +15,15 @@ this 64-bit build today: most of it is the loaded code and its constant
 objects (the sizes of a 64-bit build are up to twice an ESP32's). The
 target is 64k. WPW_HEAP_CAP overrides it, to try another cap.
 """
-import asyncio
 import os
+import socket
 import time
 
 from gatewaysim.simulator import Simulator
 
-import mpy
-import network_things as things_mod
-from network_things import CARD, Things, idle_heap, heap_report, udp_ports
-from wpwithin.card import Card
-from wpwithin.consumer_role import ConsumerRole, Producer
-from wpwithin.gateway_client import GatewayClient
+from harness.process import free_port
+from harness.shopping import shop
+from harness.things import Things, heap_report, idle_heap
 
 # The smallest cap in 16k steps that passes today is 216k (200k fails: a 500 on a payment; 208k passed
 # the runs tried); 16k above it, so heap fragmentation cannot make this flaky. Issue 16's scale clause
@@ -39,23 +36,10 @@ MAX_ORDERS = 16
 KEPT_LIMIT = 1024  # bytes the heap may differ by, after against before
 
 
-async def purchases(url, ca, producer, count, consumers):
-    """`count` purchases by `consumers` consumers at once; returns the 503s they met."""
-    with open(ca, "rb") as f:
-        gateway = GatewayClient(url, ca=f.read())
-    card = Card(CARD["name"], CARD["number"], CARD["expiryMonth"], CARD["expiryYear"], CARD["cvc"])
-    left = [count]
-
-    async def shopper(n):
-        role = ConsumerRole("heap-car-%d" % n, card, gateway)
-        while left[0] > 0:
-            left[0] -= 1
-            purchase = await role.buy(producer, 1, 1, 4)
-            await role.deliver(producer, purchase, 3)
-            await role.deliver(producer, purchase, 1)
-        return role.busy_answers
-
-    return sum(await asyncio.wait_for(asyncio.gather(*[shopper(n) for n in range(consumers)]), 60))
+def purchases(sim, port, count, consumers):
+    """`count` purchases of 4 units, each taken in two sessions (3, 1), by `consumers` at once; the 503s met."""
+    return shop(port, sim.url, sim.ca_path, consumers, purchases=count, seconds=60, parts=(3, 1),
+                name="heap-car")["busyRetries"]
 
 
 def test_producer_in_a_capped_heap_serves_8_consumers_20_purchases_and_keeps_no_heap(tmp_path, bundle,
@@ -63,30 +47,23 @@ def test_producer_in_a_capped_heap_serves_8_consumers_20_purchases_and_keeps_no_
     things = Things(tmp_path)
     try:
         with Simulator(db=str(tmp_path / "gateway.db"), tls_dir=str(tmp_path / "tls"), log=lambda *a: None) as sim:
-            broadcast_port, probe_port, heap_port = udp_ports(3)
-            folder = str(tmp_path / "producer")
-            config = things_mod.producer_config(
-                folder, "heap-test", sim.url, sim.ca_path, broadcast_port, probe_port,
+            heap_port = free_port(socket.SOCK_DGRAM)
+            producer = things.producer(
+                "heap-test", "micropython", sim.url, sim.ca_path, heap=HEAP_CAP, lib=bundle,
                 # One slot per consumer: all 8 are served at once, the most heap connections can take.
-                network={"debugHeap": heap_port, "maxConnections": CONSUMERS},
-                producer={"maxOrders": MAX_ORDERS})
-            process = things.start("producer", [
-                mpy.micropython_path(), "-X", "heapsize=%s" % HEAP_CAP, os.path.join(mpy.ROOT, "tools", "thing_main.py"),
-                config, os.path.join(folder, "secrets.json")],
-                env={"MICROPYPATH": os.pathsep.join([bundle, ".frozen"])}, cwd=folder)
-            line = process.expect("listening on", 15)
-            producer = Producer("127.0.0.1", int(line.split()[2].rsplit(":", 1)[1]))
+                network={"debugHeap": heap_port, "maxConnections": CONSUMERS}, producer={"maxOrders": MAX_ORDERS})
+            port, process = producer["port"], producer["process"]
             started = heap_report(heap_port, process)
 
-            asyncio.run(purchases(sim.url, sim.ca_path, producer, WARM_UP, CONSUMERS))
+            purchases(sim, port, WARM_UP, CONSUMERS)
             before = idle_heap(heap_port, process)
             began = time.monotonic()
-            busy = asyncio.run(purchases(sim.url, sim.ca_path, producer, PURCHASES, CONSUMERS))
+            busy = purchases(sim, port, PURCHASES, CONSUMERS)
             seconds = time.monotonic() - began
             after = idle_heap(heap_port, process)
 
-            assert process.proc.poll() is None, "".join(process.output)
-            assert "Error" not in "".join(process.output), "".join(process.output)
+            assert process.proc.poll() is None, process.text()
+            assert "Error" not in process.text(), process.text()
             charged = [o for o in sim.ledger.orders() if o["status"] == "SUCCESS"]
             assert len(charged) == WARM_UP + PURCHASES
             assert sim.ledger.reconcile()["consistent"]

@@ -18,11 +18,10 @@ every process are removed afterwards, also on failure.
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from network_things import Things, step
+from harness.things import Things, step
 
 SUBNET = "10.77.0.%d"
 HUB_ADDRESS = SUBNET % 254
@@ -94,17 +93,14 @@ def market(lan):
     folder = lan["folder"]
     things = Things(folder)
     try:
-        gateway = things.start("gateway", [
-            sys.executable, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
-                                         "gateway"), "--host", HUB_ADDRESS, "--port", "0", "--tls",
-            str(folder / "tls"), "--db", str(folder / "gateway.db"), "--quiet"], prefix=in_ns(lan, "hub"))
-        url = gateway.expect("https://", timeout=30)
-        ca = str(folder / "tls" / "ca.pem")
+        gateway = things.gateway(db=str(folder / "gateway.db"), host=HUB_ADDRESS, prefix=in_ns(lan, "hub"))
+        url, ca = gateway.url, gateway.ca_path
+        assert url.startswith("https://"), url
         producers = {}
         for role, (runtime, server_id) in PRODUCERS.items():
             address = SUBNET % MEMBERS[role]
             producers[role] = things.producer(
-                server_id, runtime, url, ca, 8980, 8981, prefix=in_ns(lan, role), host=address,
+                server_id, runtime, url, ca, ports=(8980, 8981), prefix=in_ns(lan, role), host=address,
                 broadcast_address="255.255.255.255", interval_ms=300, network={"port": 64521})
         yield {"things": things, "url": url, "ca": ca, "producers": producers, "db": str(folder / "gateway.db")}
     finally:

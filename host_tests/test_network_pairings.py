@@ -11,11 +11,13 @@ Discovery by broadcast alone is checked too, as is a declined card.
 """
 import json
 import os
+import socket
 
 import pytest
 from gatewaysim.simulator import Simulator
 
-from network_things import CARD, DECLINED_CARD, LOOPBACK_BROADCAST, Things, free_port, step, udp_ports
+from harness.process import free_port, free_ports
+from harness.things import CARD, DECLINED_CARD, LOOPBACK_BROADCAST, Things, step
 
 PRODUCERS = {"micropython": "mp-producer", "cpython": "cpy-producer"}
 PAIRINGS = [("micropython", "cpython"), ("cpython", "micropython"), ("micropython", "micropython"),
@@ -27,12 +29,12 @@ def market(tmp_path_factory):
     """The simulated gateway (HTTPS) and one producer per runtime, broadcasting every 250 ms."""
     folder = tmp_path_factory.mktemp("market")
     things = Things(folder)
-    ports = udp_ports(3)  # broadcasts, probes, and one nobody sends to
+    ports = free_ports(3, socket.SOCK_DGRAM)  # broadcasts, probes, and one nobody sends to
     try:
         with Simulator(db=str(folder / "gateway.db"), tls_dir=str(folder / "tls"), log=lambda *a: None) as sim:
             producers = {}
             for runtime, server_id in PRODUCERS.items():
-                producers[runtime] = things.producer(server_id, runtime, sim.url, sim.ca_path, ports[0], ports[1],
+                producers[runtime] = things.producer(server_id, runtime, sim.url, sim.ca_path, ports=ports[:2],
                                                      interval_ms=250)
             yield {"sim": sim, "things": things, "ports": ports, "producers": producers}
     finally:

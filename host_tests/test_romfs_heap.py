@@ -15,16 +15,14 @@ ROMFS_CAP is 16 KiB above the bench's minimum today (114 KiB on the
 run. WPW_ROMFS_CAP overrides it (bytes or NNk), to try another.
 """
 import os
-import subprocess
-import sys
 
 import pytest
 from gatewaysim.simulator import Simulator
 
-import mpy
-from benchlib import ours, shoppers
+from benchlib import ours
+from harness.shopping import shop
+from harness.things import ROOT, SERVICES, Things, built, runtime_command, thing_files
 from imagebuild import toolchain
-from network_things import Process, udp_ports
 
 PURCHASES = 20
 
@@ -38,10 +36,8 @@ def _cap():
 def romfs(tmp_path_factory):
     """(image path, folder of the compiled bench runners)."""
     out = tmp_path_factory.mktemp("romfs")
-    proc = subprocess.run([sys.executable, os.path.join(mpy.ROOT, "tools", "build"), "--only", "romfs",
-                           "--producer-only", "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    runners = ours.compile_runners(toolchain.find("mpy-cross", mpy.ROOT), str(out))
+    built(ROOT, str(out), "--only", "romfs", "--producer-only")
+    runners = ours.compile_runners(toolchain.find("mpy-cross", ROOT), str(out))
     return str(out / "romfs.img"), runners
 
 
@@ -49,18 +45,16 @@ def test_producer_from_romfs_completes_purchases_in_a_capped_heap(tmp_path, romf
     image, runners = romfs
     buffer = os.path.getsize(image)  # the image's heap buffer (GC block rounding is lost in the margin)
     heap = buffer + _cap()
-    with Simulator(log=lambda *a: None) as sim:
-        config, secrets = ours.producer_files(str(tmp_path), sim.url, None, udp_ports(2))
-        process = Process("producer (ROMFS)", [
-            mpy.micropython_path(), "-X", "heapsize=%d" % heap, "-m", "mp_producer", config, secrets, image],
-            env={"MICROPYPATH": os.pathsep.join([runners, ".frozen"])}, cwd=str(tmp_path))
-        try:
-            port = int(process.expect("listening on", 20).rsplit(":", 1)[1])
-            result = shoppers.shop(port, sim.url, None, 1, PURCHASES, 120, timeout=5)
-            alive = process.proc.poll() is None
-        finally:
-            process.stop()
-    output = "".join(process.output)
+    with Simulator(log=lambda *a: None) as sim, Things(tmp_path) as things:
+        config = thing_files(str(tmp_path / "producer"), "romfs-producer", sim.url, services=SERVICES[:1])  # the bench's
+        folder = os.path.dirname(config)
+        argv, env = runtime_command("micropython", ["-m", "mp_producer"], heap, (runners,))
+        process = things.start("producer (ROMFS)", argv + [config, os.path.join(folder, "secrets.json"), image], env,
+                               folder)
+        port = int(process.expect("listening on", 20).rsplit(":", 1)[1])
+        result = shop(port, sim.url, None, 1, each=PURCHASES, seconds=120, count_failures=True, timeout=5)
+        alive = process.alive()
+    output = process.text()
     record_property("heapsize", heap)
     print("\nproducer from ROMFS under -X heapsize=%d (image buffer %d + %d): %d of %d purchases, %d failures"
           % (heap, buffer, heap - buffer, result["completed"], PURCHASES, result["failures"]))

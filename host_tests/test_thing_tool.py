@@ -18,14 +18,14 @@ import urllib.request
 
 import pytest
 
-from network_things import THING, Things, producer_config, udp_ports
-from vboards import alive, children
+from harness.things import THING, Things, thing_files
+from harness.vboard import alive, children
 
 GATEWAY = "http://127.0.0.1:9/v1"  # never called here: nothing is bought
 
 
 def config_for(tmp_path, name, **kwargs):
-    return producer_config(str(tmp_path / name), name, GATEWAY, None, *udp_ports(2), **kwargs)
+    return thing_files(str(tmp_path / name), name, GATEWAY, **kwargs)
 
 
 @pytest.mark.parametrize("runtime", ["micropython", "cpython"])

@@ -13,8 +13,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from vboards import (DEPLOY, ROOT, VBoard, alive, card_file, firmware, free_port, gateway, thing_files,  # noqa: F401
-                     vboards, wpw)
+from harness.process import free_port
+from harness.things import ROOT
+from harness.vboard import VBOARD, VBoard, alive, board_files, card_file, wpw
 
 from imagebuild import sources
 from vboardlib.console import NewlineCooker, ReplMode
@@ -159,7 +160,7 @@ def test_a_bad_image_leaves_a_board_with_no_filesystem_but_a_repl(vboards, tmp_p
 def test_bad_arguments_are_refused(tmp_path):
     for args, words in ((["--heap", "lots"], "--heap"), (["--flash", str(tmp_path / "none.img")], "does not exist"),
                         (["--secrets", "s.json"], "go with --config")):
-        proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(DEPLOY), "vboard")] + args,
+        proc = subprocess.run([sys.executable, VBOARD] + args,
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2 and words in proc.stderr, (args, proc.stderr)
 
@@ -167,13 +168,13 @@ def test_bad_arguments_are_refused(tmp_path):
 # --- tools/deploy ---------------------------------------------------------------------------------
 
 def deploy(port, *args):
-    return subprocess.run([sys.executable, DEPLOY, "--port", port] + list(args), capture_output=True, text=True,
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "deploy"), "--port", port] + list(args), capture_output=True, text=True,
                           timeout=120)
 
 
 def test_deploy_puts_firmware_and_config_on_a_virtual_board_and_it_sells(vboards, gateway, tmp_path):
     port = free_port()
-    config = thing_files(tmp_path / "thing", gateway, port)
+    config = board_files(tmp_path / "thing", gateway, port)
     board = vboards("b")  # a fresh board: stock MicroPython, empty filesystem
     proc = deploy(board.port, "--config", config, "--wait", "20")
     assert proc.returncode == 0, proc.stdout + proc.stderr + board.log()
@@ -198,7 +199,7 @@ def test_deploy_puts_firmware_and_config_on_a_virtual_board_and_it_sells(vboards
 
 
 def test_deploy_refuses_a_bad_config_before_touching_the_board(vboards, gateway, tmp_path):
-    config = thing_files(tmp_path / "thing", gateway, free_port(),
+    config = board_files(tmp_path / "thing", gateway, free_port(),
                          producer={"services": [{"id": 1, "name": "x", "prices": [
                              {"id": 1, "amount": -5, "currency": "GBP", "unitId": 1, "unitDescription": "kWh"}]}]})
     board = vboards("b")

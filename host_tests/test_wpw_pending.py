@@ -21,7 +21,8 @@ import urllib.request
 
 import pytest
 
-from network_things import CARD, CLIENT_KEY, ROOT, SERVICE_KEY, SERVICES, Things, free_port, udp_ports
+from harness.process import free_port
+from harness.things import CARD, CLIENT_KEY, SERVICE_KEY, Things
 from relay import Relay
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "dual"))
@@ -37,27 +38,10 @@ def market(tmp_path_factory):
     work = tmp_path_factory.mktemp("pending-market")
     things = Things(work)
     try:
-        gateway = things.start("gateway", [sys.executable, os.path.join(ROOT, "tools", "gateway"), "--port", "0",
-                                           "--db", str(work / "gateway.db"), "--quiet",
-                                           "--merchant", "%s:%s" % (CLIENT_KEY, SERVICE_KEY)])
-        url = gateway.expect("http")
-        folder = work / "producer"
-        folder.mkdir()
-        broadcast, probe = udp_ports(2)
-        config = {"device": {"serverId": "pending-charger"},
-                  "network": {"host": "127.0.0.1", "hostname": "127.0.0.1", "port": 0,
-                              "broadcastAddress": "127.255.255.255", "broadcastPort": broadcast,
-                              "probePort": probe},
-                  "gateway": {"url": url, "timeout": GATEWAY_TIMEOUT},
-                  "producer": {"enabled": True, "journal": "ledger.journal", "maxOrders": 256,
-                               "services": SERVICES}}
-        secrets = {"merchantClientKey": CLIENT_KEY, "merchantServiceKey": SERVICE_KEY,
-                   "tokenSigningSecret": "cd" * 32}
-        for name, obj in (("config.json", config), ("secrets.json", secrets)):
-            (folder / name).write_text(json.dumps(obj))
-        producer = things.start("producer", [sys.executable, os.path.join(ROOT, "tools", "thing"), "--config",
-                                             str(folder / "config.json"), "--runtime", "micropython"])
-        port = int(producer.expect("listening on").split()[2].split("/")[0].rsplit(":", 1)[1])
+        gateway = things.gateway(tls=False, db=str(work / "gateway.db"), merchants=["%s:%s" % (CLIENT_KEY, SERVICE_KEY)])
+        url = gateway.url
+        port = things.producer("pending-charger", "micropython", url, gateway={"timeout": GATEWAY_TIMEOUT},
+                               producer={"maxOrders": 256})["port"]
         card = work / "card.json"
         card.write_text(json.dumps(CARD))
         yield {"url": url, "db": str(work / "gateway.db"), "port": port, "address": "127.0.0.1:%d" % port,

@@ -38,8 +38,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools")]
 
-from benchlib import fig_discovery, fig_heap, fig_scale, fig_size, fig_speed, procs, report  # noqa: E402
+from benchlib import fig_discovery, fig_heap, fig_scale, fig_size, fig_speed, report  # noqa: E402
 from benchlib.context import RUN_HEAP, Bench  # noqa: E402
+from harness import process  # noqa: E402
 
 # group number -> (what, function(bench) -> figure records); run in this order, shown by number
 GROUPS = {
@@ -62,6 +63,9 @@ METHOD = [
 ]
 
 START = time.monotonic()
+# Every child's environment holds MARK=<the run's work directory>, so a test can tell whether
+# anything of a run is still running, whatever its command line.
+MARK = "WPW_BENCH_RUN"
 
 
 def log(message):
@@ -134,7 +138,7 @@ def main(argv):
     args = parse(argv)
     workdir = args.workdir or tempfile.mkdtemp(prefix="wpw-bench-")
     os.makedirs(workdir, exist_ok=True)
-    procs.set_mark(workdir)
+    process.ENV[MARK] = workdir
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
@@ -149,7 +153,7 @@ def main(argv):
         log("set-up failed: %s: %s" % (type(exc).__name__, exc))
         return 1
     finally:
-        procs.stop_all()
+        process.stop_all()
         if args.keep:
             log("work directory kept: %s" % workdir)
         else:

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
+import socket
 import sys
 import tempfile
 import time
@@ -25,6 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools")]
 
 from gatewaysim.ledger import Ledger  # noqa: E402
+from harness.process import free_ports, stop_all  # noqa: E402
+from harness.things import Things, built, thing_files  # noqa: E402
+from harness.vboard import VBoard  # noqa: E402
 from vboardlib.cli import DEFAULT_HEAP  # noqa: E402  (tools/vboard's own default)
 from wpwithin import consumer as wire_consumer, discovery, http_client, wire  # noqa: E402
 from wpwithin.card import Card, mask_card  # noqa: E402
@@ -56,77 +59,6 @@ def say(phase, text):
 
 def money(minor, currency="GBP"):
     return "%s %d.%02d" % (currency, minor // 100, minor % 100)
-
-
-class Processes:
-    """Children started by the demo; all stopped on exit, whatever happens."""
-
-    def __init__(self, log):
-        self.children = []
-        self.log = log  # children's stderr goes here
-
-    def start(self, name, cmd, ready, cwd=None, timeout=30):
-        """Start cmd and wait for a stdout line starting with `ready`; returns that line."""
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=cwd,
-                                start_new_session=True)
-        self.children.append((name, proc))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError("%s exited before it was ready (exit %s); see %s"
-                                   % (name, proc.wait(), self.log.name))
-            if line.startswith(ready):
-                return line.strip()
-        raise RuntimeError("%s was not ready within %d s" % (name, timeout))
-
-    def start_board(self, name, args, console, timeout=30):
-        """Start tools/vboard ARGS and wait for its app to run; returns (serial port, host:port it serves)."""
-        serial = self.start(name, [sys.executable, os.path.join(ROOT, "tools", "vboard"), "--log", console] + args,
-                            "/dev/")
-        proc = self.children[-1][1]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            with open(console, "rb") as f:
-                text = f.read().decode("utf-8", "replace")
-            if "[wpw] running: " in text:
-                return serial, text.split("[wpw] running: ", 1)[1].split()[0]
-            if "[wpw] safe mode" in text or "[wpw] app crashed" in text:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("%s: the firmware did not start its app; see its console, %s" % (name, console))
-
-    def stop(self):
-        for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-        self.children = []
-
-
-def producer_config(workdir, gateway_url, ca_path, ports, thing=CHARGER):
-    """Write a producer's config.json, secrets.json and the gateway's CA into workdir/serverId; the config path."""
-    folder = os.path.join(workdir, thing["serverId"])
-    os.makedirs(folder, exist_ok=True)
-    shutil.copyfile(ca_path, os.path.join(folder, "ca.der"))  # the board reads it from its own flash
-    config = {
-        "device": {"description": thing["description"], "serverId": thing["serverId"]},
-        "network": {"host": "127.0.0.1", "hostname": "127.0.0.1", "port": 0,
-                    "broadcastAddress": discovery.LOOPBACK_BROADCAST, "broadcastPort": ports[0],
-                    "probePort": ports[1], "broadcastIntervalMs": 5000},
-        "gateway": {"url": gateway_url, "ca": "ca.der", "timeout": 10},
-        "producer": {"enabled": True, "journal": "ledger.journal", "services": thing["services"]},
-    }
-    secrets = {"merchantClientKey": thing["keys"][0], "merchantServiceKey": thing["keys"][1],
-               "tokenSigningSecret": os.urandom(32).hex()}
-    for name, obj in (("config.json", config), ("secrets.json", secrets)):
-        with open(os.path.join(folder, name), "w") as f:
-            json.dump(obj, f, indent=2)
-    return os.path.join(folder, "config.json")
 
 
 async def show_offer(consumer, producer):
@@ -218,33 +150,30 @@ def main():
         os.makedirs(args.workdir, exist_ok=True)
         args.keep = True
     workdir = args.workdir or tempfile.mkdtemp(prefix="wpw-demo-")
-    log = open(os.path.join(workdir, "processes.log"), "w")
-    processes = Processes(log)
-    ports = (18980 + os.getpid() % 500 * 2, 18981 + os.getpid() % 500 * 2)
+    log = open(os.path.join(workdir, "processes.log"), "w")  # every child's output, line by line
+    things = Things(workdir, log=log)
+    ports = free_ports(2, socket.SOCK_DGRAM)  # broadcasts, probes
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     ok = False
     try:
         db = os.path.join(workdir, "gateway.db")
-        url = processes.start("gateway", [sys.executable, os.path.join(ROOT, "tools", "gateway"), "--port", "0",
-                                          "--tls", os.path.join(workdir, "tls"), "--db", db,
-                                          "--merchant", "%s:%s:charger" % CHARGER["keys"],
-                                          "--merchant", "%s:%s:meter" % METER["keys"]], "http")
+        gateway = things.gateway(db=db, merchants=["%s:%s:charger" % CHARGER["keys"], "%s:%s:meter" % METER["keys"]])
+        url, ca = gateway.url, gateway.ca_path
         say("Start", "simulated gateway at %s (test CA, SQLite ledger)" % url)
-        ca = os.path.join(workdir, "tls", "ca.pem")
         build = os.path.join(workdir, "build")
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build"), "--out", build], check=True,
-                       stdout=subprocess.DEVNULL, stderr=log)
+        built(ROOT, build)
         image = os.path.join(build, "littlefs.img")
         say("Build", "firmware image %s (%d KiB LittleFS: boot.py, main.py, lib/*.mpy)"
             % (image, os.path.getsize(image) // 1024))
         for thing in (CHARGER, METER):
-            config = producer_config(workdir, url, os.path.join(workdir, "tls", "ca.der"), ports, thing)
-            folder = os.path.dirname(config)
-            serial, where = processes.start_board(thing["serverId"], [
-                "--image", image, "--flash", os.path.join(folder, "flash.img"), "--heap", DEFAULT_HEAP,
-                "--config", config], os.path.join(folder, "console.log"))
+            folder = os.path.join(workdir, thing["serverId"])
+            config = thing_files(folder, thing["serverId"], url, os.path.join(os.path.dirname(ca), "ca.der"), ports,
+                                 services=thing["services"], keys=thing["keys"], description=thing["description"],
+                                 ca_beside=True)  # the board reads the CA from its own flash
+            board = VBoard(folder, "--image", image, "--flash", os.path.join(folder, "flash.img"), "--heap",
+                           DEFAULT_HEAP, "--config", config, log=log)
             say("Start", "producer %s on a virtual board (serial %s, heap %s), booted from the image, at %s"
-                % (thing["serverId"], serial, DEFAULT_HEAP, where))
+                % (thing["serverId"], board.port, DEFAULT_HEAP, board.wait_running()))
         recorder = trace.Recorder(parse_url(url)[1:3])
         recorder.install()
         try:
@@ -265,7 +194,8 @@ def main():
     except Exception as exc:
         print("demo failed: %s" % exc, file=sys.stderr)
     finally:
-        processes.stop()
+        stop_all()
+        log.close()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print("demo %s" % ("passed" if ok else "FAILED"))

@@ -23,9 +23,11 @@ ran (3 purchases; 20 GETs), buffer left out, at the run heap of 512 KiB.
 import json
 import socket
 
-from benchlib import gateway, heapsearch, load, procs, report, shoppers
+from benchlib import heapsearch, load, report
 from benchlib.context import PRICES_PATH
 from benchlib.runners import MODES
+from harness.process import Failed, free_port
+from harness.shopping import shop
 
 SIDES = ("ours", "anchor")
 PROFILE_HEAP = 512 * 1024
@@ -58,11 +60,8 @@ def esp32_record(mode, found):
 
 
 def short_reason(child, fallback):
-    """The MemoryError (or last line) a failed run printed, else `fallback`."""
-    for line in reversed(child.output):
-        if "MemoryError" in line:
-            return line.strip()[:120]
-    return fallback[:160]
+    """The MemoryError a failed run printed, else `fallback`."""
+    return (child.memory_error() or fallback)[:160]
 
 
 def start(bench, side, heap, mode, control=0):
@@ -74,8 +73,8 @@ def start(bench, side, heap, mode, control=0):
 def workload(bench, side, server, count):
     """(passed, why) after `count` purchases (ours) or price-list GETs (anchor)."""
     if side == "ours":
-        result = shoppers.shop(server.port, bench.gateway.url, bench.gateway.ca_path, 1, count, 120,
-                               timeout=TRIAL_TIMEOUT)
+        result = shop(server.port, bench.gateway.url, bench.gateway.ca_path, 1, each=count, seconds=120,
+                      name="bench", count_failures=True, timeout=TRIAL_TIMEOUT)
         if result["failures"]:
             return False, "%d of %d purchases failed: %s" % (result["failures"], count, result["kinds"])
     else:
@@ -97,7 +96,7 @@ def trial(bench, side, mode):
     def run(heap):
         try:
             server = start(bench, side, heap, mode)
-        except procs.ChildFailed as exc:
+        except Failed as exc:
             return False, "at start: " + exc.args[0][-160:]
         try:
             passed, why = workload(bench, side, server, count)
@@ -110,7 +109,7 @@ def trial(bench, side, mode):
 
 def profile(bench, side, mode):
     """{"image", "imported", "idle", "peak"} from one run at PROFILE_HEAP with the sampler on."""
-    control = procs.free_ports(1, socket.SOCK_DGRAM)[0]
+    control = free_port(socket.SOCK_DGRAM)
     server = start(bench, side, PROFILE_HEAP, mode, control)
     try:
         idle = server.heap(b"reset")["now"]
@@ -154,14 +153,14 @@ def floor(bench):
     """{"min": bytes, ...}: the least heap mp_floor serves the price list in, each GET after one HTTPS
     round trip to the gateway; or {"error": why}."""
     own = bench.gateway.ca_path is None  # the bench's gateway is plain HTTP unless --gateway-tls
-    tls = gateway.Gateway(bench.root, bench.workdir, tls=True) if own else bench.gateway
+    tls = bench.things.gateway(tls=True) if own else bench.gateway
     count = bench.settings["anchor_requests"]
 
     def run(heap):
         try:
             server = bench.runtime.start_floor(tls.url, tls.ca_path, bench.prices_file, heap)
-        except procs.ChildFailed as exc:
-            if "MemoryError" not in exc.args[0]:  # e.g. a build without ssl: more heap will not help
+        except Failed as exc:
+            if not exc.process.memory_error():  # e.g. a build without ssl: more heap will not help
                 raise heapsearch.NotFound("at start: " + exc.args[0][-160:])
             return False, "at start: " + exc.args[0][-160:]
         try:

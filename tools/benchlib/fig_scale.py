@@ -2,14 +2,16 @@
 
 Each level gets a fresh producer (MicroPython, .mpy, default settings:
 4 connections, 32 open orders) under -X heapsize=64k and CPython
-consumers (shoppers.py) making a few purchases each; failures must be
+consumers (harness.shopping) making a few purchases each; failures must be
 zero. When the producer cannot run at 64 KiB (today it cannot even start:
 its code alone is larger), the level is FAILED with the reason, and the
 same level is run at the run heap (512 KiB) so the figure still says
 how the producer scales; that run is in the details and a note.
 """
-from benchlib import procs, report, shoppers
+from benchlib import report
 from benchlib.fig_heap import short_reason
+from harness.process import Failed
+from harness.shopping import shop
 
 GROUP = "7. Scale (one producer, heap capped)"
 LEVELS = (1, 8, 32)
@@ -20,22 +22,18 @@ def level(bench, consumers, heap):
     each = bench.settings["scale_each"]
     try:
         server = bench.start_producer(heap)
-    except procs.ChildFailed as exc:
-        return {"error": "producer did not start at %d KiB: %s" % (heap // 1024, _memory_error(exc.args[0]))}
+    except Failed as exc:
+        why = short_reason(exc.process, exc.args[0][-160:])
+        return {"error": "producer did not start at %d KiB: %s" % (heap // 1024, why)}
     try:
-        result = shoppers.shop(server.port, bench.gateway.url, bench.gateway.ca_path, consumers, each, 120,
-                               timeout=10)
+        result = shop(server.port, bench.gateway.url, bench.gateway.ca_path, consumers, each=each, seconds=120,
+                      name="bench", count_failures=True)
         result["wanted"] = consumers * each
         if not server.child.alive():
             result["error"] = "producer exited: %s" % short_reason(server.child, server.child.tail())
         return result
     finally:
         server.stop()
-
-
-def _memory_error(text):
-    at = text.find("MemoryError")
-    return text[at:at + 100] if at >= 0 else text[-160:]
 
 
 def figures(bench):

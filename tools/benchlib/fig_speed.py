@@ -8,15 +8,16 @@ for a few rounds and the median round counts, so a burst of other load
 on the machine does not land on one side only. microdot answers
 HTTP/1.0 and closes every connection, so its keep-alive figure pays a
 connect per request (the details count connections). Purchases per
-second: CPython consumers (shoppers.py) against our producer and the
+second: CPython consumers (harness.shopping) against our producer and the
 simulated gateway with no injected latency. Latency: a MicroPython
 consumer (mp_consumer.py buy) against the MicroPython producer, one
 purchase at a time, loopback.
 """
 import math
 
-from benchlib import load, report, shoppers
+from benchlib import load, report
 from benchlib.context import PRICES_PATH
+from harness.shopping import shop
 
 GROUP_RPS = "4. Throughput"
 GROUP_LATENCY = "6. Purchase latency (MicroPython consumer and producer, loopback)"
@@ -112,8 +113,8 @@ def purchases_per_second(bench):
     try:
         server = bench.start_producer()
         try:
-            result = shoppers.shop(server.port, bench.gateway.url, bench.gateway.ca_path, s["shoppers"], 10 ** 6,
-                                   s["seconds"] * s["rounds"], timeout=10)
+            result = shop(server.port, bench.gateway.url, bench.gateway.ca_path, s["shoppers"],
+                          seconds=s["seconds"] * s["rounds"], name="bench", count_failures=True)
         finally:
             server.stop()
     except Exception as exc:  # noqa: reported as FAILED

@@ -44,7 +44,7 @@ def main(argv):
     config, secrets = config_file.load(argv[1], argv[2], unload=True)  # as app.py does on a board
     del config_file
     ca = None
-    if config.gateway["ca"]:  # an absolute path (ours.producer_files writes it so)
+    if config.gateway["ca"]:  # an absolute path (the bench's config names it so)
         with open(config.gateway["ca"], "rb") as f:
             ca = f.read()
     board = HostBoard(ip="127.0.0.1", id_file=argv[1] + ".board-id")

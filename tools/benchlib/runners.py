@@ -1,6 +1,6 @@
 """Starts the MicroPython runners (mp_producer, mp_microdot, mp_consumer) with a heap cap and code source.
 
-A server runner is started as a procs.Child under `micropython -X
+A server runner is started as a harness Process under `micropython -X
 heapsize=N -m RUNNER`, with its code from the .mpy bundle on MICROPYPATH
 ("mpy") or from a ROMFS image ("romfs": then no copy of that code is on
 MICROPYPATH at all). start_*() wait for its "listening on" line and
@@ -12,11 +12,13 @@ import os
 import re
 import socket
 
-from benchlib import procs
+from harness.process import Failed, Process, free_port
+from harness.things import runtime_command
 from wpwithin.gateway_client import parse_url
 
 MODES = ("mpy", "romfs")
 READY_S = 30.0  # a runner must be listening within this
+KEEP_LINES = 200  # output lines kept per process, for failure reasons
 
 
 class Server:
@@ -35,8 +37,8 @@ class Server:
             try:
                 return json.loads(sock.recv(256))
             except socket.timeout:
-                raise procs.ChildFailed("%s: no heap answer on UDP %d; output: %s"
-                                        % (self.child.name, self.control, self.child.tail()))
+                raise Failed("%s: no heap answer on UDP %d; output: %s"
+                             % (self.child.name, self.control, self.child.tail()), self.child)
 
     def stop(self):
         self.child.stop()
@@ -45,8 +47,7 @@ class Server:
 class Runtime:
     """Where the interpreter, the runners and each side's code are."""
 
-    def __init__(self, micropython, runners, ours, anchor, lib_source, workdir):
-        self.micropython = micropython
+    def __init__(self, runners, ours, anchor, lib_source, workdir):
         self.runners = runners  # folder of mp_*.mpy
         self.code = {"ours": (ours["lib"], ours["romfs"]), "anchor": (anchor["lib"], anchor["romfs"])}
         self.lib_source = lib_source  # lib/ as source, for the consumer runner
@@ -60,12 +61,9 @@ class Runtime:
         os.makedirs(path)
         return path
 
-    def command(self, runner, heap, path, args):
-        argv = [self.micropython]
-        if heap:
-            argv += ["-X", "heapsize=%d" % heap]
-        env = {"MICROPYPATH": os.pathsep.join([self.runners] + list(path) + [".frozen"])}
-        return argv + ["-m", runner] + [str(a) for a in args], env
+    def start(self, name, runner, heap, path, args, cwd):
+        argv, env = runtime_command("micropython", ["-m", runner], heap, [self.runners] + list(path))
+        return Process(name, argv + list(args), env, cwd, keep=KEEP_LINES)
 
     def _server(self, side, runner, args, heap, mode, control, cwd):
         lib, image = self.code[side]
@@ -76,8 +74,7 @@ class Runtime:
 
     def _launch(self, name, runner, heap, path, args, cwd, control=0):
         """Start a server runner and wait for its "heap ..." and "listening on ..." lines."""
-        argv, env = self.command(runner, heap, path, args)
-        child = procs.Child(name, argv, env, cwd)
+        child = self.start(name, runner, heap, path, args, cwd)
         try:
             line = child.expect("heap ", READY_S)
             figures = dict(part.split("=") for part in line.split()[1:])
@@ -95,21 +92,21 @@ class Runtime:
 
     def start_anchor(self, prices_file, heap=None, mode="mpy", control=0):
         """The microdot app (mp_microdot) serving the JSON in prices_file, on a free port."""
-        port = procs.free_ports(1)[0]
+        port = free_port()
         cwd = self.folder("microdot")
         return self._server("anchor", "mp_microdot", [port, prices_file], heap, mode, control, cwd)
 
     def start_floor(self, gateway_url, ca_path, body_file, heap=None):
         """mp_floor: a bare asyncio server making one HTTPS call to the gateway per request, on a free port."""
         _, host, gateway_port, _ = parse_url(gateway_url)
-        args = [procs.free_ports(1)[0], host, gateway_port, ca_path, body_file]
+        args = [free_port(), host, gateway_port, ca_path, body_file]
         return self._launch("mp_floor (heap %s)" % (heap or "default"), "mp_floor", heap, [], args,
                             self.folder("floor"))
 
     def consumer(self, args, timeout):
         """Run mp_consumer with `args` to its end; its JSON result line as a dict."""
-        argv, env = self.command("mp_consumer", None, [self.lib_source], args)
-        child = procs.Child("mp_consumer %s" % args[0], argv, env, self.folder("consumer"))
+        child = self.start("mp_consumer %s" % args[0], "mp_consumer", None, [self.lib_source], args,
+                           self.folder("consumer"))
         try:
             line = child.expect("{", timeout)
             child.wait(10)

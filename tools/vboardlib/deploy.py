@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 
+from imagebuild import BuildError, toolchain
 from vboardlib import boardfiles
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -115,7 +116,8 @@ def parse(argv):
     parser.add_argument("--wait", type=float, default=DEFAULT_WAIT, metavar="S",
                         help="seconds to watch the board start after the reset (0: do not watch; default %d)"
                         % DEFAULT_WAIT)
-    parser.add_argument("--mpremote", metavar="CMD", help="the mpremote command (default: the one beside this Python)")
+    parser.add_argument("--mpremote", metavar="CMD", help="the mpremote command (default: $MPREMOTE, else the one "
+                        "beside this Python)")
     args = parser.parse_args(argv)
     if (args.secrets or args.ca) and not args.config:
         parser.error("--secrets and --ca go with --config")
@@ -125,13 +127,10 @@ def parse(argv):
 def mpremote_command(explicit):
     if explicit:
         return [explicit]
-    beside = os.path.join(os.path.dirname(sys.executable), "mpremote")
-    if os.path.isfile(beside):
-        return [beside]
-    found = shutil.which("mpremote")
-    if found:
-        return [found]
-    raise Failure(2, "mpremote was not found: run `make venv`, or give --mpremote CMD")
+    try:
+        return [toolchain.find("mpremote", ROOT)]  # $MPREMOTE, beside this Python, .venv, PATH
+    except BuildError as exc:
+        raise Failure(2, "%s, or give --mpremote CMD" % exc)
 
 
 def check_config(args):
