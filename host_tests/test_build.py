@@ -37,6 +37,8 @@ def make_checkout(path, entry_points=("boot.py", "main.py")):
     os.makedirs(os.path.join(path, "tools"))
     shutil.copy2(os.path.join(ROOT, "tools", "build"), os.path.join(path, "tools", "build"))
     shutil.copytree(IMAGEBUILD, os.path.join(path, "tools", "imagebuild"), ignore=ignore)
+    shutil.copytree(os.path.join(ROOT, "tools", "vboardlib"), os.path.join(path, "tools", "vboardlib"),
+                    ignore=ignore)  # the config check tools/deploy runs too
     for name in entry_points:
         real = os.path.join(ROOT, name)
         if os.path.isfile(real):
@@ -457,10 +459,45 @@ def test_refuses_to_build_into_a_folder_of_other_files(checkout, tmp_path):
 def test_bad_secrets_file_is_named_and_never_echoed(checkout, tmp_path):
     bad = tmp_path / "secrets.json"
     bad.write_text('{"merchantServiceKey": "T_S_do-not-print-me",')
-    proc = build(checkout, "--out", str(tmp_path / "build"), "--secrets", str(bad))
+    proc = build(checkout, "--out", str(tmp_path / "build"), "--config", CONFIG, "--secrets", str(bad))
     assert proc.returncode == 1
-    assert "--secrets %s is not valid JSON" % bad in proc.stderr
+    assert "secrets file %s is not valid JSON: unexpected end at line 1 column 46" % bad in proc.stderr, proc.stderr
     assert "do-not-print-me" not in proc.stderr + proc.stdout
+    assert not os.path.exists(tmp_path / "build" / "littlefs.img")
+
+
+def test_a_config_the_board_would_refuse_builds_no_image(checkout, tmp_path):
+    """tools/build --config runs tools/deploy's check: an image it makes starts."""
+    with open(CONFIG) as f:
+        config = json.load(f)
+    config["producer"]["services"][0]["capcity"] = 5
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps(config))
+    proc = build(checkout, "--out", str(tmp_path / "build"), "--config", str(bad), "--secrets", SECRETS)
+    assert proc.returncode == 1
+    assert "configuration error: config.producer.services[0].capcity is not a known setting" in proc.stderr
+    assert not os.path.exists(tmp_path / "build")
+    proc = build(checkout, "--out", str(tmp_path / "build"), "--config", CONFIG)
+    assert proc.returncode == 2 and "--config needs --secrets FILE too" in proc.stderr
+
+
+def test_the_ca_the_config_names_goes_into_the_image(checkout, tmp_path):
+    with open(CONFIG) as f:
+        config = json.load(f)
+    config["gateway"] = {"url": "https://127.0.0.1:8443/v1", "ca": "certs/gw.der"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    out = str(tmp_path / "build")
+    proc = build(checkout, "--out", out, "--only", "littlefs", "--config", str(tmp_path / "config.json"),
+                 "--secrets", SECRETS)
+    assert proc.returncode == 1 and "config.gateway.ca names certs/gw.der" in proc.stderr and "--ca" in proc.stderr
+    ca = tmp_path / "my-ca.der"
+    ca.write_bytes(b"0\x82 not really a certificate")
+    proc = build(checkout, "--out", out, "--only", "littlefs", "--json", "--config", str(tmp_path / "config.json"),
+                 "--secrets", SECRETS, "--ca", str(ca))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["images"]["littlefs"]["extras"] == ["config.json", "secrets.json", "certs/gw.der"]
+    seen = inspect(MOUNT_LITTLEFS % {"image": os.path.join(out, "littlefs.img")}, [])
+    assert seen["files"]["/certs/gw.der"] == sha256(str(ca))
 
 
 # --- package.json (mpremote mip install) and the freeze manifest ---------------------------------

@@ -12,10 +12,10 @@ messages, ~10 KB of heap from .mpy) and nothing holds it. Never prints,
 never logs, never writes.
 """
 import sys
-import json
 from binascii import unhexlify
 
 from wpwithin import catalogue, discovery, wire
+from wpwithin.errors import ProtocolError
 
 
 class ConfigError(ValueError):
@@ -27,7 +27,7 @@ DEFAULTS = {
     "network": {"host": "0.0.0.0", "hostname": None, "port": 64521, "urlPrefix": "",
                 "broadcastAddress": discovery.BROADCAST_ADDRESS, "broadcastPort": discovery.BROADCAST_PORT,
                 "broadcastIntervalMs": discovery.INTERVAL_MS, "probePort": discovery.PROBE_PORT,
-                "maxConnections": 4, "readTimeout": 5, "debugHeap": 0},
+                "maxConnections": 4, "readTimeout": 5, "debugHeap": 0, "ntpServer": "pool.ntp.org"},
     "gateway": {"url": "https://api.worldpay.com/v1", "ca": None, "timeout": 10},
     "producer": {"enabled": False, "tokenLifetime": 7 * 86400, "refundOnExpiry": False,
                  "journal": "ledger.journal", "maxOrders": 32, "deliveryTimeout": 600, "services": []},
@@ -35,22 +35,32 @@ DEFAULTS = {
 }
 
 
-def _merge(section, given, where):
-    if given is None:
-        given = {}
-    if not isinstance(given, dict):
+_PRICE_KEYS = ("id", "amount", "currency", "unitId", "unitDescription", "description", "minUnits", "maxUnits")
+_SERVICE_KEYS = ("id", "name", "description", "capacity", "prices")
+_SECRET_KEYS = ("wifiSsid", "wifiPassword", "merchantClientKey", "merchantServiceKey", "tokenSigningSecret", "card")
+_CARD_KEYS = ("name", "number", "expiryMonth", "expiryYear", "cvc")
+
+
+def _known(obj, known, where, what="setting"):
+    """obj if it is an object holding only keys of `known`; else ConfigError naming the key and the known ones."""
+    if not isinstance(obj, dict):
         raise ConfigError("%s must be an object" % where)
+    for key in obj:
+        if key not in known:
+            raise ConfigError("%s.%s is not a known %s (known: %s)" % (where, key, what, ", ".join(sorted(known))))
+    return obj
+
+
+def _merge(section, given, where):
     merged = dict(DEFAULTS[section])
-    for key in given:
-        if key not in merged:
-            raise ConfigError("%s.%s is not a known setting (known: %s)"
-                              % (where, key, ", ".join(sorted(merged))))
-        merged[key] = given[key]
+    merged.update(_known({} if given is None else given, merged, where))
     return merged
 
 
 def _check(value, kind, where, low=None, high=None):
     """`value` if it is of `kind` (int: within low..high; str: low..high characters), else ConfigError."""
+    if value is None:
+        raise ConfigError("%s is missing" % where)
     if kind is int:
         if type(value) is not int or (low is not None and value < low) or (high is not None and value > high):
             raise ConfigError("%s must be an integer between %s and %s" % (where, low, high))
@@ -71,8 +81,7 @@ def _currency(value, where):
 
 
 def _price(p, where):
-    if not isinstance(p, dict):
-        raise ConfigError("%s must be an object" % where)
+    _known(p, _PRICE_KEYS, where)
     min_units = _check(p.get("minUnits", 1), int, where + ".minUnits", 1, wire.MAX_UNITS)
     return catalogue.Price(
         _check(p.get("id"), int, where + ".id", 0, wire.MAX_NUMBER_ID),
@@ -87,8 +96,7 @@ def _price(p, where):
 
 
 def _service(item, where):
-    if not isinstance(item, dict):
-        raise ConfigError("%s must be an object" % where)
+    _known(item, _SERVICE_KEYS, where)
     raw_prices = item.get("prices")
     if not isinstance(raw_prices, list) or not raw_prices:
         raise ConfigError("%s.prices must be a non-empty list" % where)
@@ -134,11 +142,7 @@ class Secrets:
 def check(obj):
     """A Config from a decoded config.json; ConfigError names the field at fault."""
     cfg = Config()
-    if not isinstance(obj, dict):
-        raise ConfigError("config must be a JSON object")
-    for key in obj:
-        if key not in DEFAULTS:
-            raise ConfigError("config.%s is not a known section (known: %s)" % (key, ", ".join(sorted(DEFAULTS))))
+    _known(obj, DEFAULTS, "config", "section")
     cfg.device = _merge("device", obj.get("device"), "config.device")
     cfg.network = _merge("network", obj.get("network"), "config.network")
     cfg.gateway = _merge("gateway", obj.get("gateway"), "config.gateway")
@@ -153,6 +157,7 @@ def check(obj):
     _check(net["readTimeout"], int, "config.network.readTimeout", 1, 300)
     _check(net["debugHeap"], int, "config.network.debugHeap", 0, 65535)
     _check(net["broadcastAddress"], str, "config.network.broadcastAddress")
+    _check(net["ntpServer"], str, "config.network.ntpServer", 1, wire.MAX_HOST_LEN)
     if not wire.is_url_prefix(net["urlPrefix"]):  # the rule our consumers apply to the broadcast
         raise ConfigError("config.network.urlPrefix must be empty or a path like /api (no trailing /, .., //, "
                           "spaces, ?, # or %)")
@@ -160,6 +165,12 @@ def check(obj):
     url = _check(gateway["url"], str, "config.gateway.url")
     if not (url.startswith("https://") or url.startswith("http://")):
         raise ConfigError("config.gateway.url must start with https:// (or http:// for a local simulator)")
+    if gateway["ca"] is not None:
+        _check(gateway["ca"], str, "config.gateway.ca", 1, 128)
+    elif url.startswith("https://"):
+        raise ConfigError("config.gateway.ca is missing: an https gateway is verified against its CA certificate; "
+                          "put that file (PEM or DER, e.g. ca.der) beside config.json and set config.gateway.ca "
+                          "to its name (or use an http:// url for a local simulator)")
     _check(gateway["timeout"], int, "config.gateway.timeout", 1, 120)
     producer = cfg.producer
     _check(producer["enabled"], bool, "config.producer.enabled")
@@ -179,29 +190,36 @@ def check(obj):
     return cfg
 
 
-_MAKE_SECRET = "; make one with: python3 -c 'import os; print(os.urandom(32).hex())'"
-
-
 def _hex_secret(value, where):
-    if not isinstance(value, str) or len(value) < 32 or len(value) % 2:
-        raise ConfigError("%s must be at least 32 hex digits%s" % (where, _MAKE_SECRET))
     try:
-        return unhexlify(value)
+        if isinstance(value, str) and len(value) == 64:
+            return unhexlify(value)
     except ValueError:
-        raise ConfigError("%s must be hex digits%s" % (where, _MAKE_SECRET))
+        pass
+    raise ConfigError("%s must be 64 hex digits (32 random bytes); make one with: "
+                      "python3 -c 'import os; print(os.urandom(32).hex())'" % where)
+
+
+def _key(value, where, kind, other):
+    """A merchant key: a string, not the other kind of key (T_S_/L_S_ service, T_C_/L_C_ client)."""
+    _check(value, str, where)
+    if value[1:4] == "_%s_" % other and value[0] in "TL":
+        raise ConfigError("%s holds a %s key (%s...): give the merchant %s key (%s_%s_...) here"
+                          % (where, "service" if other == "S" else "client", value[:4],
+                             kind, value[0], kind[0].upper()))
+    return value
 
 
 def check_secrets(obj, config):
     """Secrets from a decoded secrets.json, checked against what `config` enables."""
     out = Secrets()
-    if not isinstance(obj, dict):
-        raise ConfigError("secrets must be a JSON object")
+    _known(obj, _SECRET_KEYS, "secrets", "secret")
     out.wifi_ssid = obj.get("wifiSsid")
     out.wifi_password = obj.get("wifiPassword")
     out.client_key = out.service_key = out.signing_secret = out.card = None
     if config.producer["enabled"]:
-        out.client_key = _check(obj.get("merchantClientKey"), str, "secrets.merchantClientKey")
-        out.service_key = _check(obj.get("merchantServiceKey"), str, "secrets.merchantServiceKey")
+        out.client_key = _key(obj.get("merchantClientKey"), "secrets.merchantClientKey", "client", "S")
+        out.service_key = _key(obj.get("merchantServiceKey"), "secrets.merchantServiceKey", "service", "C")
         out.signing_secret = _hex_secret(obj.get("tokenSigningSecret"), "secrets.tokenSigningSecret")
     if config.consumer["enabled"]:
         from wpwithin.card import Card  # consumer-only: not in producer-only images
@@ -209,6 +227,7 @@ def check_secrets(obj, config):
         card = obj.get("card")
         if not isinstance(card, dict):
             raise ConfigError("secrets.card must be an object with name, number, expiryMonth, expiryYear, cvc")
+        _known(card, _CARD_KEYS, "secrets.card", "field")
         out.card = Card(
             _check(card.get("name"), str, "secrets.card.name"),
             _check(card.get("number"), str, "secrets.card.number"),
@@ -226,8 +245,8 @@ def load(config_path, secrets_path, unload=False):
     heap it takes is freed once the caller drops its own reference to it.
     """
     try:
-        config = check(_read(config_path, "config"))
-        return config, check_secrets(_read(secrets_path, "secrets"), config)
+        config = check(read(config_path, "config"))
+        return config, check_secrets(read(secrets_path, "secrets"), config)
     finally:
         if unload:
             sys.modules.pop(__name__, None)
@@ -236,13 +255,21 @@ def load(config_path, secrets_path, unload=False):
                 delattr(package, "config")
 
 
-def _read(path, what):
+def read(path, what="config"):
+    """The JSON value in a file, checked as strictly as the wire's (the same on both runtimes);
+    ConfigError names the file, and the line and column of a mistake."""
     try:
-        with open(path) as f:
+        with open(path, "rb") as f:
             text = f.read()
     except OSError:
         raise ConfigError("%s file %s cannot be read" % (what, path))
     try:
-        return json.loads(text)
-    except ValueError:
-        raise ConfigError("%s file %s is not valid JSON" % (what, path))
+        return wire.decode_json(text, "%s file %s" % (what, path), None)
+    except ProtocolError as exc:
+        message = exc.message
+        at = message.rfind(" at byte ")
+        if at > 0:  # a person edits this file: line and column, not a byte offset
+            n = int(message[at + 9:])
+            start = text.rfind(b"\n", 0, n) + 1
+            message = "%s at line %d column %d" % (message[:at], text.count(b"\n", 0, n) + 1, n - start + 1)
+        raise ConfigError(message)

@@ -5,7 +5,8 @@ Outputs in --out (default firmware/build/):
                        main.py as source; copy to a board with `mpremote cp -r`
   romfs.img            ROMFS image of lib/ (mpremote romfs build); `mpremote romfs deploy`
   littlefs.img         LittleFS v2 image of the board filesystem (/boot.py, /main.py,
-                       /lib/wpwithin/*.mpy, optional /config.json, /secrets.json)
+                       /lib/wpwithin/*.mpy; with --config also /config.json, /secrets.json
+                       and the CA file config.gateway.ca names, checked as tools/deploy checks them)
   size-report.json     per module .py/.mpy bytes, per image bytes
 The .mpy tree is always built: it is the input of both images. --producer-only
 leaves out the consumer-only modules (wpwithin/card.py, consumer.py, consumer_role.py, scanner.py, wallet.py).
@@ -38,8 +39,12 @@ def parse(argv):
                         help="build only this image (the .mpy tree is always built)")
     parser.add_argument("--producer-only", action="store_true",
                         help="leave out the consumer-only modules: %s" % ", ".join(sources.CONSUMER_ONLY))
-    parser.add_argument("--config", metavar="FILE", help="put FILE into littlefs.img as /config.json")
-    parser.add_argument("--secrets", metavar="FILE", help="put FILE into littlefs.img as /secrets.json")
+    parser.add_argument("--config", metavar="FILE",
+                        help="put FILE into littlefs.img as /config.json (checked first, as tools/deploy does)")
+    parser.add_argument("--secrets", metavar="FILE", help="put FILE into littlefs.img as /secrets.json (needed "
+                        "with --config: a board without it does not start)")
+    parser.add_argument("--ca", metavar="FILE", help="the CA file config.gateway.ca names, put into littlefs.img "
+                        "at that path (default: beside the config)")
     parser.add_argument("--fs-size", default=DEFAULT_FS_SIZE, metavar="SIZE",
                         help="littlefs.img size, a multiple of 4 KiB (default %s; a 4 MiB ESP32's vfs "
                              "partition is 2M)" % DEFAULT_FS_SIZE)
@@ -54,9 +59,25 @@ def parse(argv):
         args.fs_size_bytes = littlefs.parse_size(args.fs_size)
     except ValueError as exc:
         parser.error("--fs-size: %s" % exc)
-    if (args.config or args.secrets) and args.only not in ("littlefs", "all"):
-        parser.error("--config and --secrets go into littlefs.img only; use --only littlefs or all")
+    if (args.secrets or args.ca) and not args.config:
+        parser.error("--secrets and --ca go with --config")
+    if args.config and not args.secrets:
+        parser.error("--config needs --secrets FILE too: a board without /secrets.json does not start")
+    if args.config and args.only not in ("littlefs", "all"):
+        parser.error("--config, --secrets and --ca go into littlefs.img only; use --only littlefs or all")
     return args
+
+
+def board_config(config, secrets, ca, root):
+    """[(board path, host path)] of the config, its secrets and CA, once the lib's own check accepts them."""
+    sys.path.insert(0, os.path.join(root, "lib"))
+    from vboardlib import boardfiles
+
+    files = boardfiles.plan(config, secrets, ca)
+    problem = "; ".join(files.problems) or boardfiles.check(config, secrets)
+    if problem:
+        raise BuildError("%s (no image was built)" % problem)
+    return [(board, host) for host, board in files.files]
 
 
 def progress(message):
@@ -121,8 +142,7 @@ def build(args, root):
     modules = sources.lib_modules(root, args.producer_only)
     excluded = sources.excluded_modules(root, args.producer_only)
     entry_points = sources.entry_points(root)
-    extras = [(name, sources.json_file(path, option)) for name, path, option in
-              (("config.json", args.config, "--config"), ("secrets.json", args.secrets, "--secrets")) if path]
+    extras = board_config(args.config, args.secrets, args.ca, root) if args.config else []
     mpy_cross = toolchain.find("mpy-cross", root)
     tools = {name: toolchain.find(name, root) for name, image in (("mpremote", "romfs"), ("micropython", "littlefs"))
              if image in wanted}

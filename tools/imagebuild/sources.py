@@ -59,18 +59,6 @@ def entry_points(root):
     return paths
 
 
-def json_file(path, option):
-    """Check `path` (given with `option`) is readable JSON; never echoes its contents."""
-    try:
-        with open(path, "rb") as f:
-            json.loads(f.read().decode("utf-8"))
-    except OSError as exc:
-        raise BuildError("%s %s: cannot read it (%s)" % (option, path, exc.strerror or exc))
-    except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError
-        raise BuildError("%s %s is not valid JSON: %s" % (option, path, exc))
-    return path
-
-
 def top_level_imports(path):
     """Module names `path` imports at module level (what importing it pulls in at once)."""
     with open(path, "rb") as f:

@@ -62,14 +62,8 @@ def check(config, secrets=None):
     try:
         if secrets is not None:
             config_file.load(config, secrets)
-            return None
-        with open(config, "rb") as f:
-            obj = json.loads(f.read().decode("utf-8"))
-        config_file.check(obj)
+        else:
+            config_file.check(config_file.read(config))
     except config_file.ConfigError as exc:
         return "configuration error: %s" % exc
-    except OSError:
-        return "configuration error: config file %s cannot be read" % config
-    except ValueError:  # the JSON itself
-        return "configuration error: config file %s is not valid JSON" % config
     return None
