@@ -920,3 +920,13 @@ def test_cli_ledger_of_missing_file_fails(tmp_path):
                             capture_output=True, text=True, timeout=10)
     assert result.returncode == 2 and "no such ledger file" in result.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_tls_without_cryptography_says_how_to_install_it(tmp_path):
+    script = ("import sys; sys.modules['cryptography'] = None; sys.path.insert(0, %r); "
+              "sys.argv = ['gateway', '--tls', %r]; from gatewaysim.cli import main; sys.exit(main())"
+              % (os.path.join(ROOT, "tools"), str(tmp_path / "tls")))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "--tls needs the cryptography package, which `make venv` installs" in proc.stderr
+    assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "tls")

@@ -93,3 +93,44 @@ def test_a_missing_config_file_is_a_usage_error(tmp_path):
     proc = subprocess.run([sys.executable, THING, "--config", str(tmp_path / "none.json")],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "cpython"])
+def test_a_busy_port_or_a_foreign_address_is_named_with_what_to_do(tmp_path, runtime):
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config = config_for(tmp_path, "busy", network={"port": port})
+        proc = subprocess.run([sys.executable, THING, "--config", config, "--runtime", runtime],
+                              capture_output=True, text=True, timeout=30)
+    finally:
+        taken.close()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == ("cannot start: 127.0.0.1:%d is already in use (another program, or this Thing "
+                                   "started twice): stop that, or set network.port to a free port (0: any)" % port)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # Binding an address this machine does not have sends nothing anywhere: the bind itself fails.
+    config = config_for(tmp_path, "foreign", host="10.99.99.99")
+    proc = subprocess.run([sys.executable, THING, "--config", config, "--runtime", runtime],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == ("cannot start: network.host 10.99.99.99 is not an address of this machine: "
+                                   "set it to one of its addresses, or 0.0.0.0 for all of them")
+
+
+def test_it_finds_the_checkouts_venv_when_started_by_another_python(tmp_path):
+    """`tools/thing` as typed in a shell where the venv is not activated: another python3 first on PATH."""
+    other = os.path.realpath(sys.executable)  # the interpreter the venv was made from: no micropython beside it
+    assert os.path.dirname(other) != os.path.dirname(sys.executable)
+    env = dict(os.environ, PATH=os.path.dirname(other) + os.pathsep + "/usr/bin:/bin")
+    env.pop("VIRTUAL_ENV", None)
+    things = Things(tmp_path)
+    try:
+        process = things.start("plain", [other, THING, "--config", config_for(tmp_path, "plain")], env=env)
+        assert process.expect("listening on").endswith("serverID plain")
+        process.proc.send_signal(signal.SIGTERM)
+        assert process.proc.wait(10) == 0
+    finally:
+        things.close()

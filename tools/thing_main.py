@@ -68,6 +68,14 @@ def main(argv):
         except KeyboardInterrupt:
             pass  # interrupted twice (Ctrl-C reaches tools/thing's whole group): stop as things are
         say("stopped")
+    except OSError as exc:
+        from wpwithin.config import listen_problem
+
+        why = listen_problem(thing, exc)
+        if why is None:
+            raise
+        say("cannot start: %s" % why)
+        return 1
     return 0
 
 

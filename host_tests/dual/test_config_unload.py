@@ -9,7 +9,7 @@ import sys
 from wpwithin import catalogue, discovery, gateway_wire, wire  # noqa: F401 (what config uses stays loaded)
 
 CONFIG = {
-    "device": {"serverId": "unload-test"},
+    "device": {"serverId": "unload-test"}, "gateway": {"url": "http://127.0.0.1:9/v1"},
     "producer": {"enabled": True, "services": [{"id": 1, "name": "Charge", "prices": [
         {"id": 1, "amount": 30, "currency": "GBP", "unitId": 1, "unitDescription": "kWh"}]}]},
 }

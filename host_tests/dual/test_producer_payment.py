@@ -345,8 +345,33 @@ def test_an_expired_delivery_token_is_410_after_the_sweep_too():
 def test_a_clock_not_yet_set_sells_nothing_but_still_lists():
     async def main():
         role, _, _ = setup()
-        role.time_known = lambda: False
+        role.clock_problem = lambda: "no answer from NTP server ntp.example"
         assert (await call(role, "GET", "/service/discover"))[0] == 200
         status, body = await call(role, "POST", "/service/1/requestTotal", consumer.total_request("c1", 1, 1))
-        assert status == 503 and "clock" in body["message"]
+        assert status == 503 and body["message"] == ("the producer's clock is not set yet (no answer from NTP "
+                                                     "server ntp.example); try again shortly"), body
+    run(main())
+
+
+def test_the_console_gets_one_line_per_sale_delivery_and_refund_and_no_token_or_key():
+    async def main():
+        role, gateway, clock = setup()
+        lines = []
+        role.log = lines.append
+        role.core.refund_on_expiry = True
+        role.core.token_ttl = 60
+        ref = await quote(role, 4)
+        status, paid = await call(role, "POST", "/payment", pay(ref, "TEST_SU_secret-client-token"))
+        assert status == 200, paid
+        token = paid["serviceDeliveryToken"]
+        assert (await call(role, "POST", "/service/1/delivery/begin", consumer.begin_request("c1", token, 1)))[0] == 200
+        assert (await call(role, "POST", "/service/1/delivery/end", consumer.end_request("c1", token, 1)))[0] == 200
+        clock.now += 61
+        await role.expire()
+        assert lines == ["sold 4 units of service 1 for GBP 1.20 on %s" % ref[:8],
+                         "delivered 1 units of service 1 on %s (3 left)" % ref[:8],
+                         "refunded GBP 0.90 on %s (units not delivered)" % ref[:8]], lines
+        shown = "\n".join(lines)
+        for secret in ("TEST_SU_", token["key"], "T_C_x", SECRET.decode()):
+            assert secret not in shown
     run(main())

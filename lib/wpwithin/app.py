@@ -116,7 +116,7 @@ def safe_mode_reason():
 def should_start(board):
     """(True, "") or (False, reason) for safe mode."""
     if exists(SAFE_MODE_FILE):
-        return False, "the %s file is present" % SAFE_MODE_FILE
+        return False, "the %s file is present (it says: %s)" % (SAFE_MODE_FILE, safe_mode_reason())
     if board.button_held():
         return False, "the safe-mode button was held at reset"
     if _read_int(CRASH_FILE) >= MAX_BOOT_CRASHES:
@@ -175,7 +175,7 @@ async def supervise(name, factory, give_up=None):
             delay = min(delay * 2, 60)
 
 
-def _network_up(board, secrets):
+def _network_up(board, secrets, ntp_server):
     """Bring WiFi up and set the clock, once, at start; the watcher keeps trying after."""
     if not board.wifi_connected():
         if board.wifi_up(secrets.wifi_ssid, secrets.wifi_password):
@@ -183,10 +183,11 @@ def _network_up(board, secrets):
         else:
             log("wifi not up yet; retrying in the background")
     if not board.time_known():
-        if board.wifi_connected() and board.sync_time():
+        if board.wifi_connected() and board.sync_time(ntp_server):
             log("clock set")
         else:
-            log("clock not set yet: selling nothing until it is; retrying in the background")
+            log("clock not set yet (%s): selling nothing until it is; retrying in the background"
+                % board.clock_problem())
 
 
 async def run(board, config_path="config.json", secrets_path="secrets.json", hooks=None, wifi_check_s=5):
@@ -196,15 +197,16 @@ async def run(board, config_path="config.json", secrets_path="secrets.json", hoo
     start, why = should_start(board)
     if not start:
         state["mode"] = "safe"
-        log("safe mode: %s; app not started" % why)
+        log("safe mode: %s; app not started. To start it: from wpwithin import repl; repl.leave_safe_mode(); "
+            "then reset" % why)
         return
     config, secrets, ca = load(board, config_path, secrets_path)
     if config is None:
         state["mode"] = "safe"
-        log("safe mode: the app needs a valid configuration")
+        log("safe mode: the app needs a valid configuration; fix the file named above and reset")
         return
     _write(CRASH_FILE, str(_read_int(CRASH_FILE) + 1))
-    _network_up(board, secrets)
+    _network_up(board, secrets, config.network["ntpServer"])
     gave_up = asyncio.Event()
     thing = Thing(config, secrets, board, hooks=hooks, log=log, gateway_ca=ca,
                   spawn=lambda name, factory: asyncio.create_task(supervise(name, factory, gave_up.set)))
@@ -257,7 +259,12 @@ def main(board, hooks=None, config_path="config.json", secrets_path="secrets.jso
     except Exception as exc:  # a crash outside any supervised task, e.g. the port is taken
         _stop_now()
         state["mode"] = "crashed"
-        log("app crashed: %r; repl.status() shows the state, repl.restart() starts it again" % (exc,))
+        from wpwithin.config import listen_problem  # loaded again only for this message
+
+        why = listen_problem(state["thing"], exc)
+        log("app crashed: %s; repl.status() shows the state, repl.restart() starts it again" % (why or repr(exc)))
+        if why is not None:
+            return  # a setting to change, said above: no traceback
         if MICROPYTHON:
             sys.print_exception(exc)
         else:
@@ -287,5 +294,5 @@ async def _watch_network(board, secrets, thing, check_s):
                 if thing.server is not None:
                     await thing.restart_discovery(hostname or board.ip_address())
         if not board.time_known() and board.wifi_connected():
-            if board.sync_time(attempts=1):
+            if board.sync_time(thing.config.network["ntpServer"], 1):
                 log("clock set")

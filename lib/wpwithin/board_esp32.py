@@ -24,6 +24,7 @@ class Esp32Board:
         self.led = machine.Pin(led_pin, machine.Pin.OUT, value=0) if led_pin is not None else None
         self._button = machine.Pin(button_pin, machine.Pin.IN, machine.Pin.PULL_UP)
         self._wdt = None
+        self._clock_why = "WiFi is not up, so the NTP server cannot be asked"
 
     def button_held(self):
         """True while the safe-mode button (BOOT on most boards) is pressed."""
@@ -62,10 +63,11 @@ class Esp32Board:
     def wifi_connected(self):
         return self.wlan.isconnected()
 
-    def sync_time(self, attempts=3):
-        """Set the RTC from NTP; True on success."""
+    def sync_time(self, server="pool.ntp.org", attempts=3):
+        """Set the RTC from NTP server `server` (config network.ntpServer); True on success."""
         import ntptime  # frozen in stock firmware; imported only when needed
 
+        ntptime.host = server
         for attempt in range(attempts):
             try:
                 ntptime.settime()
@@ -73,6 +75,7 @@ class Esp32Board:
             except OSError:
                 if attempt + 1 < attempts:
                     time.sleep(1)
+        self._clock_why = "no answer from NTP server %s: set network.ntpServer to one this network reaches" % server
         return False
 
     def time(self):
@@ -80,6 +83,10 @@ class Esp32Board:
 
     def time_known(self):
         return self.time() > _YEAR_2025
+
+    def clock_problem(self):
+        """None once the clock is set; else why it is not (the producer's 503 and the log say it)."""
+        return None if self.time_known() else self._clock_why
 
     def unique_id(self):
         return hexlify(machine.unique_id()).decode()

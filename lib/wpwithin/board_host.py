@@ -56,6 +56,9 @@ class HostBoard:
     def time_known(self):
         return True
 
+    def clock_problem(self):
+        return None
+
     def random(self, size):
         return os.urandom(size)
 
@@ -73,7 +76,7 @@ class HostBoard:
     def wifi_connected(self):
         return True
 
-    def sync_time(self, attempts=3):
+    def sync_time(self, server=None, attempts=3):
         return True
 
     def watchdog(self, timeout_ms=30000):

@@ -9,7 +9,8 @@ gateway that does not answer leaves the order PAYING until resolve() asks
 the gateway what happened. Hooks run as tasks with a time limit, so a slow
 or failing hook never holds up or breaks the protocol. Never logs the
 client token, card data or the service key: what the gateway says goes
-through wire.scrub() before it is logged, journalled or answered.
+through wire.scrub() before it is logged, journalled or answered. Logs one
+line per sale, delivery and refund (order, units, amount in currency).
 """
 import asyncio
 import sys
@@ -22,6 +23,11 @@ from wpwithin.net_errors import NetError
 from wpwithin.ledger import ANSWER, PAYING
 
 _TURN_POLL = 0.01  # s between looks at a turn held by another request
+
+
+def _money(minor, currency):
+    """An amount in minor units as a person reads it: GBP 3.00 (two decimals, as GBP, EUR, USD)."""
+    return "%s %d.%02d" % (currency, minor // 100, minor % 100)
 
 
 class Hooks:
@@ -49,7 +55,7 @@ class ListJournal:
 
 class ProducerRole:
     def __init__(self, core, gateway, clock, random, journal=None, hooks=None, log=None,
-                 url_prefix="", hook_timeout=30, time_known=None):
+                 url_prefix="", hook_timeout=30, clock_problem=None):
         self.core = core
         self.gateway = gateway
         self.clock = clock  # () -> Unix seconds (int)
@@ -59,7 +65,7 @@ class ProducerRole:
         self.log = log or (lambda message: None)
         self.url_prefix = url_prefix
         self.hook_timeout = hook_timeout
-        self.time_known = time_known or (lambda: True)
+        self.clock_problem = clock_problem or (lambda: None)  # () -> None once the clock is set, else why not
         # Turns held: a paymentReferenceID while a request for it runs, None while a gateway
         # request runs. One gateway request at a time: each opens a TLS session (16-20 KB of
         # an ESP32's RAM, the ESP-IDF heap the WiFi stack also lives on), and the gateway
@@ -84,9 +90,10 @@ class ProducerRole:
                 response = core.services()
             elif name == producer.PRICES:
                 response = core.prices(service)
-            elif not self.time_known():
+            elif self.clock_problem():
                 # Quotes and tokens carry expiry times: without a real clock, sell nothing.
-                raise ProtocolError(UNAVAILABLE, "the producer's clock is not set yet; try again shortly")
+                raise ProtocolError(UNAVAILABLE, "the producer's clock is not set yet (%s); try again shortly"
+                                    % self.clock_problem())
             elif name == producer.TOTAL:
                 response, records = core.request_total(service, wire.decode_json(body), self._now(),
                                                        self.random(16))
@@ -100,7 +107,10 @@ class ProducerRole:
             else:
                 response, record, order = core.delivery_end(service, wire.decode_json(body), self._now())
                 self._write([record])
-                self._fire(self.hooks.delivery_end(order.service_id, response["unitsJustSupplied"]))
+                units = response["unitsJustSupplied"]
+                self.log("delivered %d units of service %d on %s (%d left)"
+                         % (units, order.service_id, order.ref[:8], order.remaining()))
+                self._fire(self.hooks.delivery_end(order.service_id, units))
             return 200, wire.encode_json(response)
         except ProtocolError as exc:
             return exc.status, wire.encode_json(wire.error(exc.status, exc.message))
@@ -188,6 +198,8 @@ class ProducerRole:
         if result["paymentStatus"] == SUCCESS:
             response, record = self.core.charged(order.ref, result, self._now(), self.random(16))
             self._write([record])
+            self.log("sold %d units of service %d for %s on %s" % (order.units, order.service_id,
+                                                                  _money(order.total, order.currency), order.ref[:8]))
             self._fire(self.hooks.payment_received(order.service_id, order.units, order.total))
             return True
         reason = wire.scrub(result["paymentStatusReason"] or result["paymentStatus"])

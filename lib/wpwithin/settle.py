@@ -109,11 +109,15 @@ async def expire(role):
 
 
 async def _refund(role, ledger, order, owed):
-    if order.refunding:
-        # Asked for before and the answer lost: the gateway's order says whether it went through.
-        status = (await role._gateway(role.gateway.order, order.order_code))["paymentStatus"]
-        if status != SUCCESS:
-            role._write([ledger.refunded(order.ref, owed)])
+    if not order.refunding:
+        role._write([ledger.refund_asked(order.ref, owed)])
+        await role._gateway(role.gateway.refund, order.order_code, owed)
+    # Asked for before and the answer lost: the gateway's order says whether it went through.
+    elif (await role._gateway(role.gateway.order, order.order_code))["paymentStatus"] == SUCCESS:
+        await role._gateway(role.gateway.refund, order.order_code, owed)
+    role._write([ledger.refunded(order.ref, owed)])
+    role.log("refunded %s %d.%02d on %s (units not delivered)" % (order.currency, owed // 100, owed % 100,
+                                                                  order.ref[:8]))
             return
     else:
         role._write([ledger.refund_asked(order.ref, owed)])

@@ -59,7 +59,7 @@ class Thing:
             gateway = GatewayClient(self.config.gateway["url"], self._secrets.service_key, self.gateway_ca,
                                     self.config.gateway["timeout"])
             self.producer = ProducerRole(core, gateway, self.board.time, self.board.random, self.journal,
-                                         self.hooks, self.log, net["urlPrefix"], time_known=self.board.time_known)
+                                         self.hooks, self.log, net["urlPrefix"], clock_problem=self.board.clock_problem)
             self.server = Server(self.producer.handle, net["host"], net["port"],
                                  max_connections=net["maxConnections"], read_timeout=net["readTimeout"],
                                  log=self.log)

@@ -66,6 +66,12 @@ def serve(argv):
     options = parser.parse_args(argv)
     if not 0 <= options.port <= 65535:
         parser.error("--port must be 0..65535")
+    if options.tls:
+        try:
+            import cryptography  # noqa: F401 (what --tls makes its test CA with)
+        except ImportError:
+            parser.error("--tls needs the cryptography package, which `make venv` installs into .venv "
+                         "(tools/gateway then uses .venv by itself); or: pip install cryptography")
     try:
         merchant_list = [merchants_mod.parse_merchant_spec(spec, number)
                          for number, spec in enumerate(options.merchant, 1)]
