@@ -239,7 +239,8 @@ report = {"messages": app.state["messages"]}
 def run_stand_in(runtime, folder, scenario, **values):
     port = free_port()
     values["port"] = port
-    thing_files(str(folder), "stand-in", "http://127.0.0.1:9/v1", port=port, network={"ntpServer": "ntp.bench.example"}, services=[{"id": 1, "name": "c", "prices": [
+    thing_files(str(folder), "stand-in", "http://127.0.0.1:9/v1", port=port, network={"ntpServer": "ntp.bench.example"},
+                services=[{"id": 1, "name": "c", "prices": [
         {"id": 1, "amount": 30, "currency": "GBP", "unitId": 1, "unitDescription": "kWh"}]}])
     script = STAND_IN % {"scenario": scenario % values}
     if runtime == "micropython":
