@@ -308,3 +308,35 @@ def test_a_clock_that_cannot_be_set_is_said_with_the_ntp_server_asked(runtime, t
     report, _ = run_stand_in(runtime, tmp_path, NO_CLOCK)
     assert ("clock not set yet (no answer from NTP server ntp.bench.example): selling nothing until it is; "
             "retrying in the background") in report["messages"], report["messages"]
+
+
+SETTINGS = """
+from wpwithin import repl
+before = repl.settings()  # no Thing yet: read from config.json
+async def scenario():
+    run = asyncio.create_task(app.run(Board(), wifi_check_s=0.01))
+    await asyncio.sleep(0.3)
+    seen = repl.settings()
+    run.cancel()
+    try:
+        await run
+    except asyncio.CancelledError:
+        pass
+    return seen
+report = {"before": before, "running": asyncio.run(scenario())}
+"""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_repl_config_shows_the_settings_in_effect_with_defaults_and_masks_secrets(runtime, tmp_path):
+    report, output = run_stand_in(runtime, tmp_path, SETTINGS)
+    with open(os.path.join(str(tmp_path), "secrets.json")) as f:
+        secrets = json.load(f)
+    for seen in (report["before"], report["running"]):
+        assert seen["network"]["ntpServer"] == "ntp.bench.example" and seen["network"]["maxConnections"] == 4
+        assert seen["producer"]["tokenLifetime"] == 604800 and seen["gateway"]["timeout"] == 10
+        assert seen["producer"]["services"][0]["prices"] == ["1: 30 GBP per kWh, 1..1000000000 units"]
+        assert seen["secrets"]["merchantServiceKey"] == "set" and seen["secrets"]["card"] == "not set"
+    shown = json.dumps(report) + output
+    for key in ("merchantClientKey", "merchantServiceKey", "tokenSigningSecret"):
+        assert secrets[key] not in shown

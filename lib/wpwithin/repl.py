@@ -6,9 +6,10 @@
     >>> repl.safe_mode()        # stop starting the app at boot
     >>> repl.leave_safe_mode()  # start it at boot again
     >>> repl.snapshot()         # what status() prints, as a dict (for scripts and tests)
+    >>> repl.config()           # the configuration in effect, defaults filled in, secrets shown as set or not
 
 Shows no secret: the Thing's part comes from Thing.status(), which has
-none, and the configuration is never printed. Loaded only when a person
+none, and config() shows each secret only as "set" or "not set". Loaded only when a person
 imports it: main.py does not, which keeps its 3.6 KB of heap (64-bit unix
 port, .mpy) free on a running board.
 """
@@ -85,3 +86,43 @@ def leave_safe_mode():
     app._remove(app.SAFE_MODE_FILE)
     app._remove(app.CRASH_FILE)
     print("safe mode off; reset the board or call repl.restart()")
+
+
+def settings():
+    """The configuration in effect as a dict (the running Thing's, else config.json's); secrets masked."""
+    thing = app.state["thing"]
+    if thing is not None:
+        cfg, secrets = thing.config, thing._secrets
+    else:
+        from wpwithin import config as config_file
+
+        try:
+            cfg, secrets = config_file.load("config.json", "secrets.json", unload=True)
+        except config_file.ConfigError as exc:
+            return {"error": str(exc)}
+    out = {}
+    for section in ("device", "network", "gateway", "producer", "consumer"):
+        out[section] = dict(getattr(cfg, section))
+    if cfg.catalogue is not None:
+        out["producer"]["services"] = [
+            {"id": s.service_id, "name": s.name, "capacity": s.capacity,
+             "prices": ["%d: %d %s per %s, %d..%d units" % (p.price_id, p.amount, p.currency, p.unit_description,
+                                                           p.min_units, p.max_units)
+                        for p in (s.prices[k] for k in sorted(s.prices))]}
+            for s in (cfg.catalogue.services[k] for k in sorted(cfg.catalogue.services))]
+    out["secrets"] = dict((name, "set" if value else "not set") for name, value in (
+        ("wifiSsid", secrets.wifi_ssid), ("wifiPassword", secrets.wifi_password),
+        ("merchantClientKey", secrets.client_key), ("merchantServiceKey", secrets.service_key),
+        ("tokenSigningSecret", secrets.signing_secret), ("card", secrets.card)))
+    return out
+
+
+def config():
+    """Print the configuration in effect, defaults filled in; secrets only as set or not set."""
+    for section, values in settings().items():
+        if not isinstance(values, dict):
+            print("%s: %s" % (section, values))
+            continue
+        print("%s:" % section)
+        for key in sorted(values):
+            print("  %-20s %r" % (key, values[key]))
