@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from harness.process import free_port
 from harness.things import ROOT
-from harness.vboard import VBOARD, VBoard, alive, board_files, card_file, wpw
+from harness.vboard import VBOARD, VBoard, alive, board_files, board_folder, card_file, wpw
 
 from imagebuild import sources
 from vboardlib.console import NewlineCooker, ReplMode
@@ -230,3 +230,20 @@ def test_the_repl_mode_is_read_from_the_banners_even_when_split():
     assert not mode.feed(b"\r\nraw REPL; CTRL-B")
     assert mode.feed(b" to exit\r\n>")
     assert not mode.feed(b'\r\nMicroPython ...\r\nType "help()" for more information.\r\n>>> ')
+
+
+def test_the_boards_own_lines_show_on_tools_vboards_stdout_without_a_port_or_log(firmware, tmp_path):
+    import json
+
+    folder = board_folder(tmp_path / "fs", firmware)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump({"gateway": {"url": "http://127.0.0.1:9/v1"}, "producer": {"enabled": "yes"}}, f)
+    with open(os.path.join(folder, "secrets.json"), "w") as f:
+        f.write("{}")
+    board = VBoard(tmp_path / "b", "--dir", folder)  # its stdout is read; no mpremote on its port
+    try:
+        assert board.process.expect("[wpw] configuration error") == \
+            "[wpw] configuration error: config.producer.enabled must be true or false"
+        assert board.process.expect("[wpw] safe mode").startswith("[wpw] safe mode: the app needs a valid")
+    finally:
+        board.stop()

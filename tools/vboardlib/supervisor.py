@@ -14,6 +14,9 @@ byte pump in one poll loop:
   would kill the process). A second SIGINT before the first is handled
   makes the unix port exit, so they are at least SIGINT_GAP_S apart: a
   Ctrl-C that comes sooner waits, and so does everything typed after it.
+- the app's own lines ([wpw], [boot], [vboard]: boot errors, safe mode,
+  sales) are also written to tools/vboard's stdout, so they show without
+  a port open or a --log; a line that would block a full pipe is dropped.
 - resets: the unix port exits where a board resets. Exit status
   boardshell.HARD_RESET is machine.reset(): we start the board again and
   main.py runs. Any other exit (Ctrl-D at the REPL, machine.soft_reset(),
@@ -84,6 +87,7 @@ class Supervisor:
         self.cooker = NewlineCooker()
         self.mode = ReplMode()
         self.last_sigint = 0.0
+        self.line = b""  # the board's output since its last newline, for echo()
         self.typed = collections.deque()  # from the port, not yet handed to the board: bytes, None for Ctrl-C
 
     @property
@@ -196,6 +200,18 @@ class Supervisor:
     def _from_board(self, data):
         self.mode.feed(data)
         self._emit(self.cooker.cook(data))
+        self._echo(data)
+
+    def _echo(self, data):
+        lines = (self.line + data).split(b"\n")
+        self.line = lines.pop()[-512:]
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if line.startswith((b"[wpw] ", b"[boot] ", b"[vboard] ")) and select.select([], [1], [], 0)[1]:
+                try:
+                    os.write(1, line[:1024] + b"\n")
+                except OSError:
+                    pass  # stdout gone: the console and the log still have it
 
     def _emit(self, data):
         if self.log is not None:
