@@ -1,13 +1,15 @@
 """The wpw command, driven as a user would: subprocesses against a real gateway and a MicroPython producer."""
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
-import demo  # tools/demo.py: starts and stops the gateway and producer processes
-import mpy
+import demo  # tools/demo.py: its charger and merchant keys
+from harness.process import free_ports
+from harness.things import Things
 
 WPW = os.path.join(os.path.dirname(sys.executable), "wpw")
 
@@ -16,29 +18,21 @@ WPW = os.path.join(os.path.dirname(sys.executable), "wpw")
 def market(tmp_path_factory):
     """A simulated gateway (HTTPS) and a producer under MicroPython; yields what the CLI needs."""
     work = tmp_path_factory.mktemp("market")
-    log = open(work / "processes.log", "w")
-    processes = demo.Processes(log)
-    base = 21000 + os.getpid() % 1000 * 2
-    ports = (base, base + 1)
-    try:
-        url = processes.start("gateway", [sys.executable, os.path.join(mpy.ROOT, "tools", "gateway"), "--port", "0",
-                                          "--tls", str(work / "tls"), "--db", str(work / "gateway.db"),
-                                          "--merchant", "%s:%s" % (demo.CLIENT_KEY, demo.SERVICE_KEY)], "http")
-        config = demo.producer_config(str(work), url, str(work / "tls" / "ca.pem"), ports)
-        line = processes.start("producer", [sys.executable, os.path.join(mpy.ROOT, "tools", "thing"),
-                                            "--config", config], "listening on")
-        address = line.split()[2]
+    with Things(work) as things:
+        gateway = things.gateway(db=str(work / "gateway.db"), merchants=["%s:%s" % (demo.CLIENT_KEY, demo.SERVICE_KEY)])
+        ports = free_ports(2, socket.SOCK_DGRAM)
+        charger = demo.CHARGER
+        producer = things.producer(charger["serverId"], "micropython", gateway.url, gateway.ca_path, ports=ports,
+                                   services=charger["services"], keys=charger["keys"],
+                                   description=charger["description"])
         cards = {}
         for name, number in (("good", "5555555555554444"), ("declined", "4000000000000002")):
             cards[name] = str(work / ("%s-card.json" % name))
             with open(cards[name], "w") as f:
                 json.dump({"name": "Test Shopper", "number": number, "expiryMonth": 12, "expiryYear": 2031,
                            "cvc": "321"}, f)
-        yield {"url": url, "ca": str(work / "tls" / "ca.pem"), "address": address, "ports": ports,
-               "cards": cards, "work": work}
-    finally:
-        processes.stop()
-        log.close()
+        yield {"url": gateway.url, "ca": gateway.ca_path, "address": "%s:%d" % (producer["host"], producer["port"]),
+               "ports": ports, "cards": cards, "work": work}
 
 
 def wpw(market, *args, card="good", check=None):
