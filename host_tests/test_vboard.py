@@ -247,3 +247,12 @@ def test_the_boards_own_lines_show_on_tools_vboards_stdout_without_a_port_or_log
         assert board.process.expect("[wpw] safe mode").startswith("[wpw] safe mode: the app needs a valid")
     finally:
         board.stop()
+
+
+def test_mpremote_ls_on_a_folder_board_shows_each_files_size(vboards, tmp_path):
+    folder = tmp_path / "fs"
+    (folder / "lib").mkdir(parents=True)
+    (folder / "notes.txt").write_bytes(b"x" * 1234)
+    board = vboards("b", "--dir", str(folder))
+    listed = board.mpremote("ls", resume=False).stdout
+    assert "        1234 notes.txt" in listed and "           0 lib/" in listed, listed

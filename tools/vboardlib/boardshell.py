@@ -38,6 +38,27 @@ def _vboard_args(argv):
     return args
 
 
+class _SizedDir:
+    """The unix port's VfsPosix, listing each entry with its size (os.ilistdir's 4th field), as an
+    ESP32's filesystem does: mpremote ls shows sizes from it. Everything else is VfsPosix's."""
+
+    def __init__(self, fs):
+        self.fs = fs
+        for name in ("mount", "umount", "open", "chdir", "getcwd", "mkdir", "remove", "rename", "rmdir", "stat",
+                     "statvfs"):
+            setattr(self, name, getattr(fs, name))
+
+    def ilistdir(self, path):
+        for entry in self.fs.ilistdir(path):
+            size = 0
+            if entry[1] != 0x4000:
+                try:
+                    size = self.fs.stat(path.rstrip("/") + "/" + entry[0])[6]
+                except OSError:
+                    pass
+            yield (entry[0], entry[1], entry[2] if len(entry) > 2 else 0, size)
+
+
 def _vboard_filesystem(args):
     """Mount the board filesystem at /; False when it cannot be (the board then has none)."""
     import os
@@ -52,7 +73,7 @@ def _vboard_filesystem(args):
             print("[vboard] cannot put %s on the board: %r" % (board, exc))
     try:
         if args["dir"]:
-            board_fs = vfs.VfsPosix(args["dir"])
+            board_fs = _SizedDir(vfs.VfsPosix(args["dir"]))
         else:
             from flashdev import FlashFile
 
@@ -123,7 +144,7 @@ def _vboard_boot():
 
 
 _vboard_boot()
-for _name in ("_vboard_args", "_vboard_filesystem", "_vboard_machine", "_vboard_run", "_vboard_boot",
+for _name in ("_SizedDir", "_vboard_args", "_vboard_filesystem", "_vboard_machine", "_vboard_run", "_vboard_boot",
               "HARD_RESET", "__file__"):
     globals().pop(_name, None)
 del _name
