@@ -340,3 +340,30 @@ def test_repl_config_shows_the_settings_in_effect_with_defaults_and_masks_secret
     shown = json.dumps(report) + output
     for key in ("merchantClientKey", "merchantServiceKey", "tokenSigningSecret"):
         assert secrets[key] not in shown
+
+
+def test_each_documented_flashing_path_gives_a_board_that_starts(vboards, firmware, gateway, tmp_path):
+    """README's (a) mpremote cp list, CA included, and (b) tools/build --config --secrets into littlefs.img."""
+    port = free_port()
+    config = board_files(tmp_path / "thing", gateway, port)  # config.json, secrets.json and ca.der beside it
+    here = os.path.dirname(config)
+    tree = os.path.join(firmware, "mpy")
+    board = vboards("a")  # stock MicroPython, empty filesystem
+    board.mpremote("cp", "-r", os.path.join(tree, "lib"), ":", resume=False)
+    board.mpremote("cp", os.path.join(tree, "boot.py"), os.path.join(tree, "main.py"), ":")
+    board.mpremote("cp", config, ":config.json")
+    board.mpremote("cp", os.path.join(here, "secrets.json"), ":secrets.json")
+    board.mpremote("cp", os.path.join(here, "ca.der"), ":ca.der")
+    board.mpremote("reset", check=False)
+    board.wait_log("[wpw] running: 127.0.0.1:%d" % port)
+    assert discover(port)["serverID"] == "vboard-%d" % port
+    board.stop()
+
+    out = str(tmp_path / "build")
+    proc = subprocess.run([sys.executable, os.path.join(mpy.ROOT, "tools", "build"), "--out", out, "--only",
+                           "littlefs", "--config", config, "--secrets", os.path.join(here, "secrets.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    board = vboards("b", "--image", os.path.join(out, "littlefs.img"))  # nothing put on it but the image
+    board.wait_log("[wpw] running: 127.0.0.1:%d" % port)
+    assert discover(port)["serverID"] == "vboard-%d" % port
