@@ -37,7 +37,7 @@ from gatewaysim.merchants import DEFAULT_SERVICE_KEY as SERVICE_KEY, Merchant
 from gatewaysim.simulator import Simulator
 
 from harness.process import free_port
-from harness.things import RUNTIMES, Things, thing_files
+from harness.things import RUNTIMES, THING_MAIN, Things, runtime_command, thing_files
 from wpwithin.journal import FileJournal
 from wpwithin.ledger import Ledger
 
@@ -68,7 +68,7 @@ def write_config(folder, gateway_url, port, **producer):
 
 
 class Producer:
-    """The Thing of folder/config.json under one runtime, killed with SIGKILL and started again at will."""
+    """tools/thing_main.py with folder/config.json under one runtime, killed with SIGKILL and started again at will."""
 
     def __init__(self, runtime, folder, port):
         self.runtime, self.folder, self.port = runtime, folder, port
@@ -77,7 +77,9 @@ class Producer:
         self.starts = 0
 
     def start(self):
-        self.process = self.things.thing(os.path.join(self.folder, "config.json"), self.runtime, "16m")["process"]
+        argv, env = runtime_command(self.runtime, THING_MAIN, "16m")  # no tools/thing in between: restarts are quick
+        self.process = self.things.start("producer", argv + ["config.json", "secrets.json"], env, self.folder)
+        self.process.expect("listening on")
         self.starts += 1
 
     def kill(self):
