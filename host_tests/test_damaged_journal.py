@@ -90,4 +90,4 @@ def test_other_damage_stops_sales_in_safe_mode_and_says_why_in_one_line(runtime,
     assert len(said) == 1 and "\n" not in said[0] and said[0].endswith("repl.leave_safe_mode() and reset")
     assert "because: " + reason in output  # repl.status()
     assert "Traceback" not in output
-    assert report["nextBoot"] == [False, "the SAFE_MODE file is present"]
+    assert report["nextBoot"] == [False, "the SAFE_MODE file is present (it says: %s)" % reason]
