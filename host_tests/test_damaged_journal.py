@@ -21,11 +21,7 @@ async def scenario():
     seen = {"mode": app.state["mode"], "listening": listening(%(port)d)}
     if app.state["thing"].producer is not None:
         seen["orders"] = sorted(app.state["thing"].producer.core.ledger.orders)
-    run.cancel()
-    try:
-        await run
-    except asyncio.CancelledError:
-        pass
+    await stop(run)
     return seen
 
 report = asyncio.run(scenario())

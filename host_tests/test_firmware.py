@@ -159,6 +159,14 @@ def listening(port):
         s.close()
 
 
+async def stop(run):
+    run.cancel()
+    try:
+        await run
+    except asyncio.CancelledError:
+        pass
+
+
 app.RESTART_DELAY_S = 0.01
 %(scenario)s
 print("\\x1eREPORT " + json.dumps(report))
@@ -192,11 +200,7 @@ async def scenario():
     run = asyncio.create_task(app.run(Board(feed_fails=%(fails)d), wifi_check_s=0.01))
     await asyncio.sleep(0.8)
     seen = {"mode": app.state["mode"], "listening": listening(%(port)d), "crashes": app.state["crashes"]}
-    run.cancel()
-    try:
-        await run
-    except asyncio.CancelledError:
-        pass
+    await stop(run)
     return seen
 
 report = asyncio.run(scenario())
@@ -225,11 +229,7 @@ class NoClock(Board):
 async def scenario():
     run = asyncio.create_task(app.run(NoClock(), wifi_check_s=0.01))
     await asyncio.sleep(0.3)
-    run.cancel()
-    try:
-        await run
-    except asyncio.CancelledError:
-        pass
+    await stop(run)
 
 asyncio.run(scenario())
 report = {"messages": app.state["messages"]}
@@ -317,11 +317,7 @@ async def scenario():
     run = asyncio.create_task(app.run(Board(), wifi_check_s=0.01))
     await asyncio.sleep(0.3)
     seen = repl.settings()
-    run.cancel()
-    try:
-        await run
-    except asyncio.CancelledError:
-        pass
+    await stop(run)
     return seen
 report = {"before": before, "running": asyncio.run(scenario())}
 """
