@@ -25,7 +25,7 @@ from wpwithin.ledger import ANSWER, PAYING
 _TURN_POLL = 0.01  # s between looks at a turn held by another request
 
 
-def _money(minor, currency):
+def money(minor, currency):
     """An amount in minor units as a person reads it: GBP 3.00 (two decimals, as GBP, EUR, USD)."""
     return "%s %d.%02d" % (currency, minor // 100, minor % 100)
 
@@ -199,7 +199,7 @@ class ProducerRole:
             response, record = self.core.charged(order.ref, result, self._now(), self.random(16))
             self._write([record])
             self.log("sold %d units of service %d for %s on %s" % (order.units, order.service_id,
-                                                                  _money(order.total, order.currency), order.ref[:8]))
+                                                                  money(order.total, order.currency), order.ref[:8]))
             self._fire(self.hooks.payment_received(order.service_id, order.units, order.total))
             return True
         reason = wire.scrub(result["paymentStatusReason"] or result["paymentStatus"])

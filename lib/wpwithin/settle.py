@@ -13,6 +13,7 @@ from wpwithin.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, PAYMENT_DECLINED, Peer
 from wpwithin.gateway_wire import FAILED, SUCCESS, GatewayError
 from wpwithin.ledger import PAID, PAYING, attempt_code
 from wpwithin.net_errors import NetError
+from wpwithin.producer_role import money
 
 
 async def unknown(role, order, why):
@@ -116,5 +117,4 @@ async def _refund(role, ledger, order, owed):
     elif (await role._gateway(role.gateway.order, order.order_code))["paymentStatus"] == SUCCESS:
         await role._gateway(role.gateway.refund, order.order_code, owed)
     role._write([ledger.refunded(order.ref, owed)])
-    role.log("refunded %s %d.%02d on %s (units not delivered)" % (order.currency, owed // 100, owed % 100,
-                                                                  order.ref[:8]))
+    role.log("refunded %s on %s (units not delivered)" % (money(owed, order.currency), order.ref[:8]))
