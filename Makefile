@@ -12,6 +12,7 @@ demo: $(STAMP)
 	$(PY) tools/demo.py
 
 test: $(STAMP)
+	PYTHONPATH=tools $(PY) -m harness.broker --install
 	$(PY) -m pytest host_tests $(PYTEST_ARGS)
 
 bench: $(STAMP)

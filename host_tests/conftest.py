@@ -15,6 +15,7 @@ for path in (os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools"), HERE, os.pa
     if path not in sys.path:
         sys.path.insert(0, path)
 
+from harness.broker import Broker  # noqa: E402
 from harness.things import built  # noqa: E402
 from harness.vboard import VBoard  # noqa: E402
 
@@ -59,3 +60,18 @@ def vboards(tmp_path):
     yield start
     for board in started:
         board.stop()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """Start mosquitto with broker(things=[serverIDs], consumers=[users], ...) (harness.broker.Broker's
+    arguments); every one started is stopped at the end of the test, also when it fails."""
+    started = []
+
+    def start(things=(), consumers=("consumer",), **options):
+        started.append(Broker(tmp_path / ("broker-%d" % len(started)), things, consumers, **options))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.stop()

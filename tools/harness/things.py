@@ -140,6 +140,12 @@ class Things:
     def gateway(self, tls=True, db=None, merchants=(), host=None, prefix=()):
         return Gateway(self, self.folder, tls, db, merchants, host, prefix)
 
+    def broker(self, things=(), consumers=("consumer",), host="127.0.0.1", names=(), prefix=()):
+        """mosquitto with users for `things` (serverIDs) and `consumers`, stopped with the group (harness.broker)."""
+        from harness.broker import Broker
+
+        return Broker(os.path.join(self.folder, "broker"), things, consumers, host, names, prefix, self.start)
+
     def thing(self, config, runtime="micropython", heap=None, lib=None, prefix=(), timeout=20):
         """Start the Thing of `config` and wait until it listens: {host, port, serverID, process, folder}.
 
