@@ -11,12 +11,15 @@ header, body or query string (they may hold keys and tokens).
 
 Theory of operation:
 
-    start() makes one slot per allowed connection: a buffer of
-    max(head limit, body limit) bytes and a reusable parser, so a request
-    allocates only what it hands the handler (path, a few header values,
-    body bytes). An accepted connection takes a free slot; when none is free
-    it takes the slot of a kept-alive connection that is idle between
-    requests; failing that it gets an immediate 503 and is closed unread.
+    A connection is served in a slot: a buffer of max(head limit, body
+    limit) bytes and a reusable parser, so a request allocates only what it
+    hands the handler (path, a few header values, body bytes). An accepted
+    connection takes a free slot; when none is free and fewer than
+    max_connections exist, a new one is made and kept for the next
+    connection (a producer that only ever serves one connection at a time
+    holds one slot, not max_connections); failing that it takes the slot of a
+    kept-alive connection that is idle between requests; failing that it
+    gets an immediate 503 and is closed unread.
     A connection reads into its slot with reader.read()/readinto() (never
     readline(), which has no cap on MicroPython), lets the parser look at
     what it has, and reads again, never past the buffer's end.
@@ -32,8 +35,9 @@ Measured (MicroPython 1.29 unix port, 64-bit, where objects are up to
 twice an ESP32's size): a Go client's GET allocates about 0.97 KB of heap
 per request, its 61-byte POST about 1.2 KB (path, header values, body,
 and asyncio's own per-await objects); 200 keep-alive requests keep 64
-bytes. Fixed cost: one buffer of max(head, body) limits (2.3 KB by
-default) per allowed connection, made at start().
+bytes. Fixed cost: 2 KB per slot (a buffer of max(head, body) limits,
+1.3 KB by default, its parser and state), made when the first connection
+needs it and kept, at most max_connections.
 host_tests/test_http_tls.py::test_heap_per_request_of_the_server_under_micropython
 re-measures this.
 """
@@ -85,7 +89,7 @@ def _error_body(status, message):
 
 
 class _Slot:
-    """One connection's buffer, parser and deadline; made at start() and reused."""
+    """One connection's buffer, parser and deadline; made for the first connection that needs it, then reused."""
 
     def __init__(self, limits):
         self.buf = bytearray(limits.buffer)
@@ -127,14 +131,15 @@ class Server:
         self._tick_ms = max(5, min(self.read_ms, self.request_ms, self.idle_ms) // 4)
         self.log = log or _stderr_log
         self.backlog = backlog
-        self._slots = ()
+        self._slots = []
         self._server = None
         self._watchdog = None
         # Answers made once, so refusing costs nothing at the worst moment.
         self._busy = self._answer(UNAVAILABLE, "too many connections; try again shortly")
-        # What refused connections' requests are read into and dropped: shared, made once. A
-        # buffer per refusal (Stream.read) is what runs a busy producer's small heap out.
-        self._drain = bytearray(_BUSY_DRAIN)
+        # What refused connections' requests are read into and dropped: shared, made at the first
+        # refusal and kept. A buffer per refusal (Stream.read) is what runs a busy producer's small
+        # heap out.
+        self._drain = None
         self._timed_out = self._answer(REQUEST_TIMEOUT, "request not received in time")
 
     @staticmethod
@@ -155,7 +160,6 @@ class Server:
         """Bind and listen; on return `port` is the bound port."""
         if self._server is not None:
             raise RuntimeError("server already started")
-        self._slots = tuple(_Slot(self.limits) for _ in range(self.max_connections))
         port = self.port
         tries = 8 if port == 0 and MICROPYTHON else 1
         while True:
@@ -228,6 +232,13 @@ class Server:
         for slot in self._slots:
             if slot.task is None:
                 return slot
+        if len(self._slots) < self.max_connections:
+            try:  # 2 KB, kept: made again per connection, it would fragment the heap
+                slot = _Slot(self.limits)
+            except MemoryError:
+                return None  # answered 503 like a full house: the client retries
+            self._slots.append(slot)
+            return slot
         return None
 
     async def _evict(self):
@@ -277,6 +288,8 @@ class Server:
             _say(writer, self._busy)
             readinto = getattr(reader, "readinto", None)  # MicroPython: into the one drain buffer
             try:
+                if readinto is not None and self._drain is None:
+                    self._drain = bytearray(_BUSY_DRAIN)
                 await asyncio.wait_for(readinto(self._drain) if readinto else reader.read(_BUSY_DRAIN), _BUSY_LINGER)
             except Exception:  # noqa: nothing came, the peer left, or no heap to spare: close either way
                 pass
