@@ -30,10 +30,13 @@ def test_scanner_hears_broadcasts_once_per_server():
         casters = [discovery.Broadcaster(message("a"), LOOP, SCAN_PORT, 50),
                    discovery.Broadcaster(message("b"), LOOP, SCAN_PORT, 50)]
 
+        ways = {}
+
         async def body():
-            return await scanner.scan(400, SCAN_PORT)
+            return await scanner.scan(400, SCAN_PORT, ways=ways)
         found = await with_tasks([c.run() for c in casters], body)
         assert sorted(found) == ["a", "b"], found
+        assert ways == {"a": ["broadcast"], "b": ["broadcast"]}
         assert found["a"] == message("a")
         assert casters[0].sent >= 2 and not casters[0].failing
     asyncio.run(main())
@@ -45,10 +48,13 @@ def test_probe_is_answered_at_once_without_waiting_for_the_interval():
         responders = [discovery.ProbeResponder(message("p1"), PROBE_PORT),
                       discovery.ProbeResponder(message("p2"), PROBE_PORT)]
 
+        ways = {}
+
         async def body():
-            return await scanner.scan(3000, SCAN_PORT, probe_to=LOOP, probe_port=PROBE_PORT, enough=2)
+            return await scanner.scan(3000, SCAN_PORT, probe_to=LOOP, probe_port=PROBE_PORT, enough=2, ways=ways)
         found = await with_tasks([caster.run()] + [r.run() for r in responders], body)
         assert sorted(found) == ["p1", "p2"], found
+        assert ways == {"p1": ["probe"], "p2": ["probe"]}
     asyncio.run(main())
 
 
