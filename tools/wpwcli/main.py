@@ -1,6 +1,7 @@
 """wpw: the command line of Within for MicroPython (host, CPython).
 
-Scans for producers, lists their services and prices, buys units (paying
+Scans for producers (broadcasts, probes, and an MQTT broker's adverts),
+shows a fleet's status from the broker, lists their services and prices, buys units (paying
 through the gateway with a configured card), redeems them in one go or in
 parts, lists the tokens held and the purchases not yet settled, resumes
 them, and starts Things from a configuration. Human output by default,
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from wpwithin import discovery
+from wpwithin import discovery, mqtt, scanner
 from wpwithin.card import Card, mask_card
 from wpwithin.config import ConfigError
 from wpwithin.consumer_role import ConsumerRole, PaymentPending, Producer, ProducerError, payment_wait
@@ -36,7 +37,7 @@ from wpwithin.journal import JournalCorrupt
 from wpwithin.net_errors import NetError
 from wpwithin.wallet import PENDING
 
-from wpwcli import trace
+from wpwcli import fleet, trace
 from wpwcli.wallet import WalletBusy, WalletFile, home
 
 EXIT = {"ok": 0, "refused": 1, "usage": 2, "unreachable": 3, "declined": 4, "protocol": 5, "pending": 6,
@@ -50,7 +51,9 @@ EPILOG = """exit codes: 0 ok, 1 refused by the producer or gateway, 2 bad argume
 Timeouts: --timeout (default 10 s) for any answer; --payment-timeout (default %d s) for POST /payment,
 at least 3 x the producer's gateway timeout + 5 s, since a producer may call its gateway three times
 (charge, search, resend) before it answers. Running out of time there leaves the payment pending.
-Settings: --gateway/--ca/--card or $WPW_GATEWAY, $WPW_GATEWAY_CA, $WPW_CARD; the wallet in $WPW_HOME (~/.wpw).""" \
+Settings: --gateway/--ca/--card or $WPW_GATEWAY, $WPW_GATEWAY_CA, $WPW_CARD; the wallet in $WPW_HOME (~/.wpw).
+The MQTT broker (scan --broker, fleet): --broker/--broker-user/--broker-ca or $WPW_BROKER, $WPW_BROKER_USER,
+$WPW_BROKER_CA; its password from $WPW_BROKER_PASSWORD or --broker-password-file (never on the command line).""" \
     % PAYMENT_WAIT
 
 
@@ -185,16 +188,132 @@ async def resume_first(role, out):
 
 # --- commands ------------------------------------------------------------------
 
+def broker_client(args):
+    """The broker's client from --broker and its settings; Failure("usage") saying what is missing."""
+    if not args.broker:
+        raise Failure("usage", "no broker: give --broker mqtt://HOST[:1883] or mqtts://HOST[:8883], or set WPW_BROKER")
+    password = os.environ.get("WPW_BROKER_PASSWORD")
+    if args.broker_password_file:
+        try:
+            with open(args.broker_password_file) as f:
+                password = f.readline().rstrip("\r\n")
+        except OSError:
+            raise Failure("usage", "cannot read the broker password file %s" % args.broker_password_file)
+    if password and not args.broker_user:
+        raise Failure("usage", "a broker password needs its user: give --broker-user NAME or set WPW_BROKER_USER")
+    client_id = "wpw-%s-%d" % (socket.gethostname()[:12], os.getpid())
+    try:
+        return fleet.client(args.broker, args.broker_user, password, args.broker_ca or args.ca, client_id,
+                            int(args.timeout * 1000))
+    except ValueError as exc:
+        raise Failure("usage", "--broker: %s" % exc)
+
+
+async def broker_connect(args, c):
+    """Connect and subscribe; a refusal (user, password, ACL) or an unreachable broker as a Failure."""
+    try:
+        await fleet.connect(c, int(args.timeout * 1000))
+    except mqtt.MQTTError as exc:
+        if exc.code in (4, 5):
+            raise Failure("refused", "the broker %s refused user %s: %s; check --broker-user and the password "
+                                     "($WPW_BROKER_PASSWORD or --broker-password-file)"
+                          % (args.broker, args.broker_user or "(none)", exc))
+        raise Failure("unreachable", "broker %s: %s" % (args.broker, exc))
+
+
+async def broker_adverts(args, things):
+    c = broker_client(args)
+    await broker_connect(args, c)
+    try:
+        await fleet.listen(c, things, args.seconds)
+    except mqtt.MQTTError as exc:
+        raise Failure("unreachable", "broker %s: %s" % (args.broker, exc))
+    finally:
+        await c.disconnect()
+
+
+def scan_entry(message, ways):
+    return {"serverID": message["serverID"], "description": message["deviceDescription"],
+            "host": message["hostname"], "port": message["portNumber"], "urlPrefix": message["urlPrefix"],
+            "foundBy": ways, "stale": None}
+
+
 async def cmd_scan(args, out):
     probe = None if args.no_probe else args.probe_address
-    out.progress("listening %.1f s for producers on UDP %d%s" % (
-        args.seconds, args.broadcast_port, "" if args.no_probe else ", probing %s:%d" % (probe, args.probe_port)))
-    found = await consumer(args).discover(int(args.seconds * 1000), probe, 0, args.broadcast_port, args.probe_port)
-    data = [{"serverID": p.server_id, "description": p.description, "host": p.host, "port": p.port,
-             "urlPrefix": p.url_prefix} for p in found]
-    lines = ["%-24s %-21s %s" % (p["serverID"], "%s:%d%s" % (p["host"], p["port"], p["urlPrefix"]),
-                                 p["description"]) for p in data] or ["no producers found"]
-    out.result({"producers": data}, lines)
+    out.progress("listening %.1f s for producers on UDP %d%s%s" % (
+        args.seconds, args.broadcast_port, "" if args.no_probe else ", probing %s:%d" % (probe, args.probe_port),
+        ", reading adverts from %s" % args.broker if args.broker else ""))
+    ways, things = {}, fleet.Fleet()
+    jobs = [scanner.scan(int(args.seconds * 1000), args.broadcast_port, probe, args.probe_port, ways=ways)]
+    if args.broker:
+        jobs.append(broker_adverts(args, things))
+    found = (await asyncio.gather(*jobs))[0]
+    entries = {k: scan_entry(found[k], ways[k]) for k in found}
+    gone, unheard = [], []
+    for thing in things.sorted():
+        if thing.server_id in entries:
+            entries[thing.server_id]["foundBy"].append("broker")
+        elif thing.advert is None:
+            gone.append({"serverID": thing.server_id, "since": thing.cleared,
+                         "reason": "its advert was cleared (its will: it dropped off the broker)"})
+        else:
+            entries[thing.server_id] = scan_entry(thing.advert, ["broker"])
+            unheard.append(entries[thing.server_id])
+    checks = [fleet.reachable(e["host"], e["port"], min(args.timeout, 3)) for e in unheard]
+    for entry, why in zip(unheard, await asyncio.gather(*checks)):
+        entry["stale"] = why and "retained advert, but %s" % why
+    data = [entries[k] for k in sorted(entries)]
+    lines = ["%-24s %-21s %-22s %s%s" % (p["serverID"], "%s:%d%s" % (p["host"], p["port"], p["urlPrefix"]),
+                                         "+".join(p["foundBy"]), p["description"],
+                                         "  STALE: %s" % p["stale"] if p["stale"] else "") for p in data]
+    lines += ["%-24s gone: %s" % (g["serverID"], g["reason"]) for g in gone]
+    out.result({"producers": data, "gone": gone}, lines or ["no producers found"])
+
+
+async def cmd_fleet(args, out):
+    c = broker_client(args)
+    things = fleet.Fleet()
+    if not args.watch:
+        await broker_connect(args, c)
+        try:
+            await fleet.listen(c, things, args.seconds)
+        except mqtt.MQTTError as exc:
+            raise Failure("unreachable", "broker %s: %s" % (args.broker, exc))
+        finally:
+            await c.disconnect()
+        rows, lines = fleet.table(things)
+        out.result({"things": rows}, lines)
+        return
+    await broker_connect(args, c)  # a wrong password or URL fails at once; later drops are retried
+    screen = sys.stdout.isatty() and not args.json
+    note = [""]
+
+    def show():
+        rows, lines = fleet.table(things)
+        if args.json:
+            print(json.dumps({"things": rows}, sort_keys=True), flush=True)
+            return
+        up = sum(1 for r in rows if r["up"])
+        head = "wpw fleet  %s  %d Things, %d up, %d down  %s%s  (Ctrl-C ends)" % (
+            args.broker, len(rows), up, len(rows) - up, time.strftime("%H:%M:%S"), note[0])
+        print(("\x1b[H\x1b[2J" if screen else "") + "\n".join([head] + lines) + ("" if screen else "\n"), flush=True)
+
+    delay = 1
+    while True:
+        try:
+            if not c.connected:
+                await broker_connect(args, c)
+                note[0], delay = "", 1
+            show()
+            await fleet.listen(c, things, None, show)
+        except (mqtt.MQTTError, Failure) as exc:
+            if isinstance(exc, Failure) and exc.kind != "unreachable":
+                raise
+            c.close()
+            note[0] = "  broker: %s; retrying in %d s" % (exc, delay)
+            show()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30)
 
 
 async def cmd_services(args, out):
@@ -340,6 +459,18 @@ def cmd_thing(args):
 
 # --- parsing and errors -----------------------------------------------------------
 
+def broker_options(s, text):
+    s.add_argument("--broker", default=os.environ.get("WPW_BROKER"), metavar="URL",
+                   help="%s: mqtt://HOST[:1883] or mqtts://HOST[:8883] (default $WPW_BROKER)" % text)
+    s.add_argument("--broker-user", default=os.environ.get("WPW_BROKER_USER"), metavar="NAME",
+                   help="user name at the broker (default $WPW_BROKER_USER); its password comes from "
+                        "$WPW_BROKER_PASSWORD or --broker-password-file, never from the command line")
+    s.add_argument("--broker-password-file", metavar="FILE", help="file whose first line is the broker password")
+    s.add_argument("--broker-ca", default=os.environ.get("WPW_BROKER_CA"), metavar="FILE",
+                   help="CA certificate that signs an mqtts:// broker's certificate (default $WPW_BROKER_CA, "
+                        "else --ca); the certificate and its name are always checked")
+
+
 def parser():
     p = argparse.ArgumentParser(prog="wpw", description="Buy and sell services between Things.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -362,9 +493,19 @@ def parser():
     s = sub.add_parser("scan", parents=[common], help="find producers (fast probe, then broadcasts)")
     s.add_argument("--seconds", type=float, default=3, help="how long to listen (default 3)")
     s.add_argument("--no-probe", action="store_true", help="only listen for the 5-second broadcasts")
-    s.add_argument("--probe-address", default=discovery.BROADCAST_ADDRESS)
-    s.add_argument("--broadcast-port", type=int, default=discovery.BROADCAST_PORT)
-    s.add_argument("--probe-port", type=int, default=discovery.PROBE_PORT)
+    s.add_argument("--probe-address", default=discovery.BROADCAST_ADDRESS,
+                   help="where the probe goes (default %s; '' sends none)" % discovery.BROADCAST_ADDRESS)
+    s.add_argument("--broadcast-port", type=int, default=discovery.BROADCAST_PORT,
+                   help="UDP port to hear broadcasts on (default %d)" % discovery.BROADCAST_PORT)
+    s.add_argument("--probe-port", type=int, default=discovery.PROBE_PORT,
+                   help="UDP port producers answer probes on (default %d)" % discovery.PROBE_PORT)
+    broker_options(s, "also read the Things' retained adverts from this MQTT broker")
+    s = sub.add_parser("fleet", parents=[common], help="every Thing on an MQTT broker: up or down, heap, orders, sold")
+    broker_options(s, "the MQTT broker the Things publish to")
+    s.add_argument("--watch", action="store_true", help="keep the table up to date in the terminal until Ctrl-C "
+                                                        "(with --json: one JSON line per change)")
+    s.add_argument("--seconds", type=float, default=2,
+                   help="without --watch: how long to collect the retained adverts and statuses (default 2)")
     for name, text in (("services", "list a producer's services and prices"),
                        ("buy", "buy units of a service and keep the token")):
         s = sub.add_parser(name, parents=[common], help=text)
@@ -389,7 +530,7 @@ def parser():
     return p
 
 
-COMMANDS = {"scan": cmd_scan, "services": cmd_services, "buy": cmd_buy, "redeem": cmd_redeem, "tokens": cmd_tokens,
+COMMANDS = {"scan": cmd_scan, "fleet": cmd_fleet, "services": cmd_services, "buy": cmd_buy, "redeem": cmd_redeem, "tokens": cmd_tokens,
             "pending": cmd_pending, "resume": cmd_resume}
 
 
@@ -449,6 +590,8 @@ def main(argv=None):
     except (ConfigError, ValueError) as exc:
         return fail("usage", str(exc))
     except KeyboardInterrupt:
+        if args.command == "fleet":
+            return EXIT["ok"]  # how --watch ends
         entry = args.wallet_file.wallet.entries.get(args.paying) if args.wallet_file and args.paying else None
         if entry is not None and entry.state == PENDING:
             return fail("interrupted", "interrupted; payment %s is pending: %s" % (args.paying, PENDING_NEXT))
