@@ -15,12 +15,9 @@ Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create namespaces; where
 the kernel refuses, the tests are skipped saying so. The namespaces and
 every process are removed afterwards, also on failure.
 """
-import os
-import shutil
-import subprocess
-
 import pytest
 
+from harness import netns
 from harness.things import Things, step
 
 SUBNET = "10.77.0.%d"
@@ -29,58 +26,28 @@ MEMBERS = {"a": 1, "b": 2, "c": 3}
 PRODUCERS = {"a": ("micropython", "lan-mp-producer"), "b": ("cpython", "lan-cpy-producer")}
 
 
-def ip(*args, check=True):
-    proc = subprocess.run(["ip"] + list(args), capture_output=True, text=True, timeout=20)
-    if check and proc.returncode != 0:
-        raise AssertionError("ip %s failed: %s" % (" ".join(args), proc.stderr.strip()))
-    return proc
-
-
-def namespaces_allowed():
-    """None if this machine lets us create network namespaces, else the reason it does not."""
-    if shutil.which("ip") is None:
-        return "the `ip` command (iproute2) is not installed"
-    probe = "wpw-probe-%d" % os.getpid()
-    made = ip("netns", "add", probe, check=False)
-    if made.returncode != 0:
-        return "the kernel refused `ip netns add` (%s); run as root with CAP_SYS_ADMIN and CAP_NET_ADMIN" \
-            % made.stderr.strip()
-    ip("netns", "del", probe, check=False)
-    return None
-
-
 @pytest.fixture(scope="module")
 def lan(tmp_path_factory):
     """Namespaces {hub, a, b, c} joined by a bridge in hub; removed at the end whatever happens."""
-    reason = namespaces_allowed()
+    reason = netns.unavailable()
     if reason:
         pytest.skip("network namespaces unavailable: " + reason)
-    tag = "wpw%d" % os.getpid()
-    names = {role: "%s-%s" % (tag, role) for role in ("hub", "a", "b", "c")}
-    made = []
+    spaces = netns.Namespaces(("hub", "a", "b", "c"))
     try:
-        for name in names.values():
-            ip("netns", "add", name)
-            made.append(name)
-            ip("-n", name, "link", "set", "lo", "up")
-        hub = names["hub"]
-        ip("-n", hub, "link", "add", "br0", "type", "bridge")
-        ip("-n", hub, "addr", "add", HUB_ADDRESS + "/24", "dev", "br0")
-        ip("-n", hub, "link", "set", "br0", "up")
+        spaces.ip("hub", "link", "add", "br0", "type", "bridge")
+        spaces.ip("hub", "addr", "add", HUB_ADDRESS + "/24", "dev", "br0")
+        spaces.ip("hub", "link", "set", "br0", "up")
         for role, number in MEMBERS.items():
             port = "port-" + role
-            ip("-n", hub, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", names[role])
-            ip("-n", hub, "link", "set", port, "master", "br0")
-            ip("-n", hub, "link", "set", port, "up")
-            ip("-n", names[role], "addr", "add", SUBNET % number + "/24", "dev", "eth0")
-            ip("-n", names[role], "link", "set", "eth0", "up")
-            ip("-n", names[role], "route", "add", "default", "dev", "eth0")  # a route for 255.255.255.255
-        yield {"names": names, "folder": tmp_path_factory.mktemp("lan")}
+            spaces.ip("hub", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", spaces.names[role])
+            spaces.ip("hub", "link", "set", port, "master", "br0")
+            spaces.ip("hub", "link", "set", port, "up")
+            spaces.ip(role, "addr", "add", SUBNET % number + "/24", "dev", "eth0")
+            spaces.ip(role, "link", "set", "eth0", "up")
+            spaces.ip(role, "route", "add", "default", "dev", "eth0")  # a route for 255.255.255.255
+        yield {"names": spaces.names, "folder": tmp_path_factory.mktemp("lan")}
     finally:
-        for name in made:
-            ip("netns", "del", name, check=False)
-        left = ip("netns", "list", check=False).stdout
-        assert tag not in left, "namespaces left behind: %s" % left
+        spaces.close()
 
 
 def in_ns(lan, role):
