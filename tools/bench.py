@@ -77,6 +77,7 @@ def parse(argv):
     parser = argparse.ArgumentParser(
         prog="tools/bench.py", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
         epilog="\n\n".join(__doc__.split("\n\n")[2:]), formatter_class=argparse.RawDescriptionHelpFormatter)
+    __import__("version").add_option(parser)
     parser.add_argument("--quick", action="store_true", help="a short run: coarser bisection, fewer trials")
     parser.add_argument("--json", metavar="FILE", help="write every figure, with raw measurements, to FILE")
     parser.add_argument("--only", metavar="N,N", help="run only these figure groups (1 also gives 2), e.g. 3,4")

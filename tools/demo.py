@@ -142,6 +142,7 @@ async def shop(gateway_url, ca, ports, recorder):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    __import__("version").add_option(parser)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--workdir", help="work in this (new or empty) directory; implies --keep")
     parser.add_argument("--trace", help="write the sequence diagram here (default: purchase.svg in the work directory)")

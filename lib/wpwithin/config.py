@@ -223,20 +223,36 @@ def check_secrets(obj, config):
         out.service_key = _key(obj.get("merchantServiceKey"), "secrets.merchantServiceKey", "service", "C")
         out.signing_secret = _hex_secret(obj.get("tokenSigningSecret"), "secrets.tokenSigningSecret")
     if config.consumer["enabled"]:
-        from wpwithin.card import Card  # consumer-only: not in producer-only images
-
-        card = obj.get("card")
-        if not isinstance(card, dict):
-            raise ConfigError("secrets.card must be an object with name, number, expiryMonth, expiryYear, cvc")
-        _known(card, _CARD_KEYS, "secrets.card", "field")
-        out.card = Card(
-            _check(card.get("name"), str, "secrets.card.name"),
-            _check(card.get("number"), str, "secrets.card.number"),
-            _check(card.get("expiryMonth"), int, "secrets.card.expiryMonth", 1, 12),
-            _check(card.get("expiryYear"), int, "secrets.card.expiryYear", 2000, 2100),
-            _check(card.get("cvc"), str, "secrets.card.cvc"),
-        )
+        out.card = check_card(obj.get("card"))
     return out
+
+
+def check_card(card, where="secrets.card", now=None):
+    """A Card from a decoded card object (secrets.card, the wpw card file), every field checked: the
+    number's digits (spaces or dashes between them are dropped) pass the Luhn check, and with `now`,
+    (year, month), the card has not expired."""
+    from wpwithin.card import Card  # consumer-only: not in producer-only images
+
+    if not isinstance(card, dict):
+        raise ConfigError("%s must be an object with name, number, expiryMonth, expiryYear, cvc" % where)
+    _known(card, _CARD_KEYS, where, "field")
+    number = _check(card.get("number"), str, where + ".number").replace(" ", "").replace("-", "")
+    if not number.isdigit() or not 12 <= len(number) <= 19:
+        raise ConfigError("%s.number must be 12 to 19 digits (spaces or dashes between them are fine)" % where)
+    total = 0
+    for i in range(len(number)):
+        d = ord(number[-1 - i]) - 48
+        total += d if i % 2 == 0 else (2 * d if d < 5 else 2 * d - 9)
+    if total % 10:
+        raise ConfigError("%s.number is not a card number (its check digit is wrong): look for a typo" % where)
+    month = _check(card.get("expiryMonth"), int, where + ".expiryMonth", 1, 12)
+    year = _check(card.get("expiryYear"), int, where + ".expiryYear", 2000, 2100)
+    if now is not None and (year, month) < now:
+        raise ConfigError("%s.expiryMonth/expiryYear: the card expired at the end of %02d/%d" % (where, month, year))
+    cvc = _check(card.get("cvc"), str, where + ".cvc", 3, 4)
+    if not cvc.isdigit():
+        raise ConfigError("%s.cvc must be 3 or 4 digits" % where)
+    return Card(_check(card.get("name"), str, where + ".name"), number, month, year, cvc)
 
 
 def listen_problem(thing, exc):

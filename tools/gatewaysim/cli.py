@@ -33,6 +33,7 @@ def _serve_parser():
     parser = argparse.ArgumentParser(
         prog="gateway", description="Simulated Worldpay Online Payments gateway (TEST environment).",
         epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    __import__("version").add_option(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="TCP port (default %d; 0 picks a free one)" % DEFAULT_PORT)

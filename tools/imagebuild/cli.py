@@ -34,6 +34,7 @@ def parse(argv):
     parser = argparse.ArgumentParser(
         prog="tools/build", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
         epilog="\n\n".join(__doc__.split("\n\n")[1:2]), formatter_class=argparse.RawDescriptionHelpFormatter)
+    __import__("version").add_option(parser)
     parser.add_argument("--out", metavar="DIR", help="output directory (default: firmware/build)")
     parser.add_argument("--only", choices=IMAGES + ("all",), default="all",
                         help="build only this image (the .mpy tree is always built)")

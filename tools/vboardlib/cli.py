@@ -35,6 +35,7 @@ def parse(argv):
     parser = argparse.ArgumentParser(prog="tools/vboard", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                      epilog=__doc__.split("\n\n", 2)[2],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    __import__("version").add_option(parser)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--dir", metavar="DIR", help="board filesystem folder (created if missing; kept)")
     where.add_argument("--image", metavar="IMG", help="LittleFS image (tools/build's littlefs.img) to flash first")

@@ -107,6 +107,7 @@ def parse(argv):
     parser = argparse.ArgumentParser(prog="tools/deploy", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                      epilog=__doc__.split("\n\n", 2)[2],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    __import__("version").add_option(parser)
     parser.add_argument("--port", required=True, help="the board's serial port (or a virtual board's /dev/pts/N)")
     parser.add_argument("--config", metavar="FILE", help="the Thing's config.json")
     parser.add_argument("--secrets", metavar="FILE", help="its secrets.json (default: beside the config)")

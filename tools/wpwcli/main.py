@@ -1,8 +1,9 @@
 """wpw: the command line of Within for MicroPython (host, CPython).
 
 Scans for producers (broadcasts, probes, and an MQTT broker's adverts),
-shows a fleet's status from the broker, lists their services and prices, buys units (paying
-through the gateway with a configured card), redeems them in one go or in
+shows a fleet's status from the broker, lists their services and prices,
+quotes a total without paying, buys units (paying through the gateway
+with a configured card, refusing a total over --max-total), redeems them in one go or in
 parts, lists the tokens held and the purchases not yet settled, resumes
 them, and starts Things from a configuration. Human output by default,
 --json for scripts, progress on stderr, and exit codes a script can rely
@@ -21,31 +22,50 @@ import argparse
 import asyncio
 import json
 import os
+import importlib.util
 import socket
-import subprocess
 import sys
 import time
 
 from wpwithin import discovery, mqtt, scanner
 from wpwithin.card import Card, mask_card
+from wpwithin import config
 from wpwithin.config import ConfigError
 from wpwithin.consumer_role import ConsumerRole, PaymentPending, Producer, ProducerError, payment_wait
 from wpwithin.errors import NotOffered, PeerError
 from wpwithin.gateway_client import GatewayClient, parse_url
 from wpwithin.gateway_wire import GatewayError
 from wpwithin.journal import JournalCorrupt
-from wpwithin.net_errors import NetError
+from wpwithin.net_errors import BadResponse, ConnectFailed, HttpTimeout, NetError, TlsFailed
 from wpwithin.wallet import PENDING
 
 from wpwcli import fleet, trace
 from wpwcli.wallet import WalletBusy, WalletFile, home
 
+TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout's tools/, beside wpwcli/
+
+
+def project_version():
+    """tools/version.py's answer (the project's pyproject.toml version)."""
+    path = os.path.join(TOOLS, "version.py")
+    if not os.path.exists(path):  # installed without the checkout: the package's own metadata
+        from importlib import metadata
+        return metadata.version("wpwithin-micropython")
+    spec = importlib.util.spec_from_file_location("wpw_version", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.version()
+
+
 EXIT = {"ok": 0, "refused": 1, "usage": 2, "unreachable": 3, "declined": 4, "protocol": 5, "pending": 6,
-        "interrupted": 130}
+        "over": 7, "interrupted": 130}
 PAYMENT_WAIT = payment_wait()
+BROADCAST_S = discovery.INTERVAL_MS // 1000
+SCAN_SECONDS = BROADCAST_S + 1.5  # the reference broadcasts every 5 s and never answers a probe
 EPILOG = """exit codes: 0 ok, 1 refused by the producer or gateway, 2 bad arguments or settings,
 3 producer or gateway unreachable, 4 payment declined, 5 a peer broke the protocol,
 6 a payment's outcome is not known yet (it is pending: `wpw resume` settles it, never charging twice),
+7 the quote is over `buy --max-total` (nothing was paid),
 130 interrupted (Ctrl-C): what was under way is kept and `wpw resume` settles it.
 
 Timeouts: --timeout (default 10 s) for any answer; --payment-timeout (default %d s) for POST /payment,
@@ -69,12 +89,18 @@ class Out:
     def __init__(self, as_json, quiet):
         self.as_json = as_json
         self.quiet = quiet
+        self.printed = False  # a result is out (a failure after it adds no second JSON document)
+
+    def say(self, text):
+        """A line the user must see before anything is paid, even with --quiet."""
+        print("wpw: " + text, file=sys.stderr, flush=True)
 
     def progress(self, text):
         if not self.quiet:
             print("... " + text, file=sys.stderr, flush=True)
 
     def result(self, data, lines):
+        self.printed = True
         if self.as_json:
             print(json.dumps(data, indent=2, sort_keys=True))
         else:
@@ -86,6 +112,22 @@ def money(minor, currency):
     return "%s %d.%02d" % (currency, minor // 100, minor % 100)
 
 
+def units(n):
+    return "%d unit%s" % (n, "" if n == 1 else "s")
+
+
+def max_total(text):
+    """--max-total: (currency or None, minor units) from "2.50", "GBP 2.50" or "2.50 GBP"."""
+    words = text.replace(",", "").split()
+    currency = next((w.upper() for w in words if w.isalpha()), None)
+    number = [w for w in words if not w.isalpha()]
+    whole, _, cents = (number[0] if len(number) == 1 else "").partition(".")
+    if len(words) - len(number) > 1 or not whole.isdigit() or not (cents == "" or cents.isdigit() and len(cents) <= 2) \
+            or (currency is not None and len(currency) != 3):
+        raise argparse.ArgumentTypeError("expected an amount such as 2.50 or \"GBP 2.50\", not %r" % text)
+    return currency, int(whole) * 100 + int((cents + "00")[:2])
+
+
 def host_port(text):
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -94,16 +136,14 @@ def host_port(text):
 
 
 def read_card(path):
+    """The card of a card file, checked as the gateway would (Luhn, expiry) before anything is asked."""
     if not path:
         raise Failure("usage", "no card: give --card FILE (JSON with name, number, expiryMonth, expiryYear, cvc) "
                                "or set WPW_CARD")
     try:
-        with open(path) as f:
-            c = json.load(f)
-        return Card(c["name"], str(c["number"]), int(c["expiryMonth"]), int(c["expiryYear"]), str(c["cvc"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise Failure("usage", "card file %s is not usable (%s); it needs name, number, expiryMonth, "
-                               "expiryYear, cvc" % (path, type(exc).__name__))
+        return config.check_card(config.read(path, "card"), "card", time.gmtime()[:2])
+    except ConfigError as exc:
+        raise Failure("usage", str(exc) if str(exc).startswith("card file") else "card file %s: %s" % (path, exc))
 
 
 def gateway_client(args):
@@ -116,11 +156,15 @@ def gateway_client(args):
             with open(args.ca, "rb") as f:
                 ca = f.read()
         except OSError:
-            raise Failure("usage", "cannot read the gateway CA file %s" % args.ca)
+            raise Failure("usage", "cannot read the gateway CA file %s (--ca or WPW_GATEWAY_CA)" % args.ca)
+    elif args.gateway.startswith("https:"):
+        raise Failure("usage", "the gateway %s is https: give --ca FILE or set WPW_GATEWAY_CA to the CA certificate "
+                               "that signs it (the simulator's is ca.pem in its --tls folder)" % args.gateway)
     try:
         return GatewayClient(args.gateway, ca=ca, timeout=args.timeout)
     except ValueError as exc:
-        raise Failure("usage", "--gateway: %s" % exc)
+        where = "--gateway %s" % args.gateway if "URL" in str(exc) else "--ca %s" % args.ca
+        raise Failure("usage", "%s: %s" % (where, exc))
 
 
 def consumer(args, card=None, wallet=None):
@@ -238,13 +282,30 @@ def scan_entry(message, ways):
             "foundBy": ways, "stale": None}
 
 
+def probe_or_listen(args, out):
+    """Listen only (saying so once) when the probe could not be sent: no route to its address."""
+    if args.no_probe or not args.probe_address:
+        return
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.connect(discovery.address(args.probe_address, args.probe_port))  # a route lookup; sends nothing
+    except OSError as exc:
+        args.no_probe = True
+        print("wpw: cannot send the probe to %s:%d (%s); listening for broadcasts only"
+              % (args.probe_address, args.probe_port, exc.strerror or exc), file=sys.stderr)
+    finally:
+        sock.close()
+
+
 async def cmd_scan(args, out):
     probe = None if args.no_probe else args.probe_address
     out.progress("listening %.1f s for producers on UDP %d%s%s" % (
         args.seconds, args.broadcast_port, "" if args.no_probe else ", probing %s:%d" % (probe, args.probe_port),
         ", reading adverts from %s" % args.broker if args.broker else ""))
     ways, things = {}, fleet.Fleet()
-    jobs = [scanner.scan(int(args.seconds * 1000), args.broadcast_port, probe, args.probe_port, ways=ways)]
+    jobs = [scanner.scan(int(args.seconds * 1000), args.broadcast_port, probe, args.probe_port, args.expect,
+                         ways=ways)]
     if args.broker:
         jobs.append(broker_adverts(args, things))
     found = (await asyncio.gather(*jobs))[0]
@@ -333,14 +394,46 @@ async def cmd_services(args, out):
     out.result({"services": data}, lines or ["no services"])
 
 
+def quote_lines(args, total):
+    """What the quote says, and plainly when it is not what was asked (another tier, fewer units)."""
+    quoted = "%s quotes %s at price %d for %s (order %s)" % (
+        total["serverID"], units(total["unitsToSupply"]), total["priceID"],
+        money(total["totalPrice"], total["currencyCode"]), total["paymentReferenceID"])
+    if (total["unitsToSupply"], total["priceID"]) == (args.units, args.price):
+        return quoted, None
+    return quoted, ("note: you asked for %s at price %d; the producer sells %s at price %d instead (its price "
+                    "tiers or what it has left decide): that is what will be paid for" % (
+                        units(args.units), args.price, units(total["unitsToSupply"]), total["priceID"]))
+
+
+async def cmd_quote(args, out):
+    role, producer = consumer(args), producer_at(args)
+    out.progress("asking for %s of service %d at price %d" % (units(args.units), args.service, args.price))
+    total = (await role.select(producer, args.service, args.price, args.units)).total
+    line, note = quote_lines(args, total)
+    out.result({"serverID": total["serverID"], "serviceID": args.service, "priceID": total["priceID"],
+                "units": total["unitsToSupply"], "totalPrice": total["totalPrice"], "currency": total["currencyCode"],
+                "paymentReferenceID": total["paymentReferenceID"], "asked": {"priceID": args.price, "units": args.units},
+                "note": note}, [line] + ([note.replace(": that is what will be paid for", "")] if note else []) +
+               ["nothing was paid; `wpw buy` with the same options pays (with --max-total to cap it)"])
+
+
 async def cmd_buy(args, out):
     card = read_card(args.card)
     wallet = open_wallet(args)
     role, producer = consumer(args, card, wallet), producer_at(args)
     await resume_first(role, out)
-    out.progress("asking for %d units of service %d at price %d" % (args.units, args.service, args.price))
+    out.progress("asking for %s of service %d at price %d" % (units(args.units), args.service, args.price))
     purchase = await role.select(producer, args.service, args.price, args.units)
     total = purchase.total
+    _, note = quote_lines(args, total)
+    if note:
+        out.say(note)
+    if args.max_total is not None:
+        currency, limit = args.max_total
+        if (currency or total["currencyCode"]) != total["currencyCode"] or total["totalPrice"] > limit:
+            raise Failure("over", "the total is %s, over --max-total %s; nothing was paid" % (
+                money(total["totalPrice"], total["currencyCode"]), money(limit, currency or total["currencyCode"])))
     args.paying = total["paymentReferenceID"]
     out.progress("paying %s with card %s (order %s)" % (money(total["totalPrice"], total["currencyCode"]),
                                                         mask_card(card.number), total["paymentReferenceID"]))
@@ -352,7 +445,7 @@ async def cmd_buy(args, out):
             "expiry": purchase.token["expiry"], "card": mask_card(card.number)}
     out.result(data, [
         "receipt from %s" % purchase.server_id,
-        "  units      %d (price %d)" % (data["units"], data["priceID"]),
+        "  units      %s (price %d)" % (units(data["units"]), data["priceID"]),
         "  amount     %s" % money(data["totalPaid"], data["currency"]),
         "  order      %s" % data["paymentReferenceID"],
         "  card       %s" % data["card"],
@@ -378,17 +471,17 @@ async def cmd_redeem(args, out):
         raise Failure("unreachable", "a delivery on token %s is still open (its producer did not answer); "
                                      "`wpw resume` ends it" % entry.key[:8])
     if args.units > entry.remaining:
-        raise Failure("refused", "token %s has %d units left, not %d" % (entry.key[:8], entry.remaining, args.units))
+        raise Failure("refused", "token %s has %s left, not %d" % (entry.key[:8], units(entry.remaining), args.units))
     purchase = entry.purchase()
     producer = Producer(entry.host, entry.port, entry.prefix, server_id=entry.server_id)
     parts = [args.units // args.parts + (1 if i < args.units % args.parts else 0) for i in range(args.parts)]
     sessions = []
-    for units in [u for u in parts if u]:
-        out.progress("delivery of %d units" % units)
-        end = await role.deliver(producer, purchase, units)
+    for count in [u for u in parts if u]:
+        out.progress("delivery of %s" % units(count))
+        end = await role.deliver(producer, purchase, count)
         sessions.append({"supplied": end["unitsJustSupplied"], "remaining": entry.remaining})
     out.result({"token": entry.key, "sessions": sessions, "remaining": entry.remaining},
-               ["session %d: %d units supplied, %d left" % (i + 1, s["supplied"], s["remaining"])
+               ["session %d: %s supplied, %d left" % (i + 1, units(s["supplied"]), s["remaining"])
                 for i, s in enumerate(sessions)])
 
 
@@ -450,11 +543,11 @@ async def cmd_resume(args, out):
 
 
 def cmd_thing(args):
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    tool = os.path.join(root, "tools", "thing")
+    """Become tools/thing (exec, so a Ctrl-C or SIGTERM reaches the Thing itself and stops it: exit 0)."""
+    tool = os.path.join(TOOLS, "thing")
     if not os.path.exists(tool):
         raise Failure("usage", "tools/thing is not beside this wpw (run wpw from the project's checkout)")
-    return subprocess.call([sys.executable, tool, "--config", args.config, "--runtime", args.runtime])
+    os.execv(sys.executable, [sys.executable, tool, "--config", args.config, "--runtime", args.runtime])
 
 
 # --- parsing and errors -----------------------------------------------------------
@@ -474,9 +567,12 @@ def broker_options(s, text):
 def parser():
     p = argparse.ArgumentParser(prog="wpw", description="Buy and sell services between Things.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
-    common.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--version", action="version", version="wpw " + project_version(), help="print the version and exit")
+    local = argparse.ArgumentParser(add_help=False)  # what a command that asks no peer takes
+    local.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    local.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    local.add_argument("--wallet", help="wallet journal (default %s)" % os.path.join(home(), "wallet.journal"))
+    common = argparse.ArgumentParser(add_help=False, parents=[local])
     common.add_argument("--timeout", type=float, default=10, help="seconds to wait for any answer (default 10)")
     common.add_argument("--payment-timeout", type=float, default=PAYMENT_WAIT,
                         help="seconds to wait for the producer's answer to a payment (default %d: 3 x its "
@@ -487,11 +583,14 @@ def parser():
     common.add_argument("--ca", default=os.environ.get("WPW_GATEWAY_CA"), help="CA certificate that signs the gateway")
     common.add_argument("--card", default=os.environ.get("WPW_CARD"), help="card file (JSON)")
     common.add_argument("--client-id", help="our clientID (default wpw-HOSTNAME)")
-    common.add_argument("--wallet", help="wallet journal (default %s)" % os.path.join(home(), "wallet.journal"))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("scan", parents=[common], help="find producers (fast probe, then broadcasts)")
-    s.add_argument("--seconds", type=float, default=3, help="how long to listen (default 3)")
+    s.add_argument("--seconds", type=float, default=SCAN_SECONDS,
+                   help="how long to listen (default %s: one %d s broadcast interval of the reference and a "
+                        "margin, so a producer that only broadcasts is heard)" % (SCAN_SECONDS, BROADCAST_S))
+    s.add_argument("--expect", type=int, default=0, metavar="N",
+                   help="stop as soon as N producers are heard (e.g. the ones that answer the probe)")
     s.add_argument("--no-probe", action="store_true", help="only listen for the 5-second broadcasts")
     s.add_argument("--probe-address", default=discovery.BROADCAST_ADDRESS,
                    help="where the probe goes (default %s; '' sends none)" % discovery.BROADCAST_ADDRESS)
@@ -507,44 +606,56 @@ def parser():
     s.add_argument("--seconds", type=float, default=2,
                    help="without --watch: how long to collect the retained adverts and statuses (default 2)")
     for name, text in (("services", "list a producer's services and prices"),
+                       ("quote", "the total for units of a service, without paying (the producer opens an order "
+                                 "that expires unpaid)"),
                        ("buy", "buy units of a service and keep the token")):
         s = sub.add_parser(name, parents=[common], help=text)
-        s.add_argument("producer", type=host_port, metavar="HOST:PORT")
+        s.add_argument("producer", type=host_port, metavar="HOST:PORT", help="the producer (`wpw scan` lists them)")
         s.add_argument("--prefix", default="", help="the producer's URL prefix")
+        if name in ("quote", "buy"):
+            s.add_argument("--service", type=int, required=True, help="the service's ID (`wpw services` lists them)")
+            s.add_argument("--price", type=int, required=True,
+                           help="the price's ID; the producer may quote another of its tiers for that many units")
+            s.add_argument("--units", type=int, required=True, help="how many units to buy")
         if name == "buy":
-            s.add_argument("--service", type=int, required=True)
-            s.add_argument("--price", type=int, required=True)
-            s.add_argument("--units", type=int, required=True)
+            s.add_argument("--max-total", type=max_total, metavar="AMOUNT",
+                           help="pay only if the total is at most AMOUNT (e.g. 2.50 or \"GBP 2.50\"); over it, "
+                                "nothing is paid and wpw exits 7")
     s = sub.add_parser("redeem", parents=[common], help="take delivery of units of a token (in one go or in parts)")
     s.add_argument("token", help="the token key or its first characters (see `wpw tokens`)")
-    s.add_argument("--units", type=int, required=True)
+    s.add_argument("--units", type=int, required=True, help="how many of the token's units to take")
     s.add_argument("--parts", type=int, default=1, help="delivery sessions to split the units into")
-    sub.add_parser("tokens", parents=[common], help="tokens held, their units left and expiry")
-    sub.add_parser("pending", parents=[common],
+    sub.add_parser("tokens", parents=[local], help="tokens held, their units left and expiry")
+    sub.add_parser("pending", parents=[local],
                    help="purchases not settled: payments whose outcome is not known, deliveries left open")
     sub.add_parser("resume", parents=[common], help="settle the pending purchases now (same reference, same token)")
     for role in ("producer", "consumer"):
         s = sub.add_parser(role, help="start a %s Thing on this host from a config" % role)
-        s.add_argument("--config", required=True)
-        s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython")
+        s.add_argument("--config", required=True,
+                       help="the Thing's config.json (its secrets.json beside it); see firmware/config.example.json")
+        s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython",
+                       help="run its lib under the MicroPython unix port (default) or CPython")
     return p
 
 
-COMMANDS = {"scan": cmd_scan, "fleet": cmd_fleet, "services": cmd_services, "buy": cmd_buy, "redeem": cmd_redeem, "tokens": cmd_tokens,
+COMMANDS = {"scan": cmd_scan, "fleet": cmd_fleet, "services": cmd_services, "quote": cmd_quote, "buy": cmd_buy,
+            "redeem": cmd_redeem, "tokens": cmd_tokens,
             "pending": cmd_pending, "resume": cmd_resume}
 
 
 def run(args):
     if args.command in ("producer", "consumer"):
         return cmd_thing(args)
-    for name in ("units", "parts"):
-        if getattr(args, name, 1) < 1:
+    for name in ("units", "parts", "expect"):
+        if getattr(args, name, 1) < (0 if name == "expect" else 1):
             raise Failure("usage", "--%s must be at least 1" % name)
-    if args.timeout <= 0 or args.payment_timeout <= 0:
+    if getattr(args, "timeout", 1) <= 0 or getattr(args, "payment_timeout", 1) <= 0:
         raise Failure("usage", "--timeout and --payment-timeout must be more than 0 seconds")
-    out = Out(args.json, args.quiet)
+    out = args.out = Out(args.json, args.quiet)
+    if args.command == "scan":
+        probe_or_listen(args, out)
     recorder = None
-    if args.trace:
+    if getattr(args, "trace", None):
         gateway = None
         if args.gateway:
             _, host, port, _ = parse_url(args.gateway)
@@ -567,35 +678,80 @@ def main(argv=None):
     args = parser().parse_args(argv)
     args.wallet_file = None  # the wallet, once a command opened it
     args.paying = None  # the reference of a payment under way
+    args.out = None
     try:
         return run(args)
-    except Failure as exc:
-        return fail(exc.kind, str(exc))
-    except PaymentPending as exc:
-        return fail("pending", "payment %s is pending: %s; %s" % (exc.ref, exc.reason, PENDING_NEXT))
-    except ProducerError as exc:
-        if exc.status == 402:
-            return fail("declined", "payment declined: %s; nothing was charged" % exc.message)
-        return fail("refused", "the producer refused: %d %s" % (exc.status, exc.message))
-    except GatewayError as exc:
-        return fail("refused", "the gateway refused: %s %s" % (exc.custom_code, exc.message))
-    except NotOffered as exc:
-        return fail("refused", "%s; `wpw services HOST:PORT` lists what it sells" % exc)
-    except NetError as exc:
-        return fail("unreachable", "%s; check the address and that it is running%s" % (exc, resumable(args)))
-    except OSError as exc:
-        return fail("unreachable", "%s; check the address and that it is running%s" % (exc, resumable(args)))
-    except PeerError as exc:
-        return fail("protocol", "a peer broke the protocol: %s%s" % (exc, resumable(args)))
-    except (ConfigError, ValueError) as exc:
-        return fail("usage", str(exc))
     except KeyboardInterrupt:
         if args.command == "fleet":
             return EXIT["ok"]  # how --watch ends
         entry = args.wallet_file.wallet.entries.get(args.paying) if args.wallet_file and args.paying else None
         if entry is not None and entry.state == PENDING:
-            return fail("interrupted", "interrupted; payment %s is pending: %s" % (args.paying, PENDING_NEXT))
-        return fail("interrupted", "interrupted%s" % (resumable(args) or "; nothing was under way"))
+            return fail(args, "interrupted", "interrupted; payment %s is pending: %s" % (args.paying, PENDING_NEXT))
+        return fail(args, "interrupted", "interrupted%s" % (resumable(args) or "; nothing was under way"))
+    except (Failure, PaymentPending, ProducerError, GatewayError, NotOffered, NetError, OSError, PeerError, ConfigError,
+            ValueError) as exc:
+        return fail(args, *explain(exc, args))
+
+
+DIFFERENT_GATEWAYS = ("the producer pays through another gateway: give its gateway with --gateway (or "
+                      "WPW_GATEWAY); nothing was charged")
+
+
+def explain(exc, args):
+    """(kind, message) of an expected failure: what went wrong, with which peer, the likely cause, what to do."""
+    if isinstance(exc, Failure):
+        return exc.kind, str(exc)
+    if isinstance(exc, PaymentPending):
+        return "pending", "payment %s is pending: %s; %s" % (exc.ref, exc.reason, PENDING_NEXT)
+    if isinstance(exc, ProducerError):
+        if exc.status == 402 and "TKN_NOT_FOUND" in exc.message:  # our card token is not on its gateway
+            return "usage", "the producer's gateway does not know the card token made at %s: %s" % (
+                args.gateway, DIFFERENT_GATEWAYS)
+        if exc.status == 402:
+            reason = exc.message.split("payment declined: ", 1)[-1]
+            return "declined", "payment declined: %s; nothing was charged" % reason
+        return "refused", "the producer refused: %d %s" % (exc.status, exc.message)
+    if isinstance(exc, GatewayError):
+        if exc.custom_code == "UNAUTHORIZED" and "clientKey" in exc.message:  # the producer's merchant is not there
+            return "usage", "the gateway %s does not know the producer's merchant (%s): %s" % (
+                args.gateway, exc.message, DIFFERENT_GATEWAYS)
+        return "refused", "the gateway %s refused: %s %s" % (args.gateway, exc.custom_code, exc.message)
+    if isinstance(exc, NotOffered):
+        return "refused", "%s; `wpw services HOST:PORT` lists what it sells" % exc
+    if isinstance(exc, NetError):
+        return net_failure(exc, args)
+    if isinstance(exc, OSError):
+        return "unreachable", "%s%s" % (exc, resumable(args))
+    if isinstance(exc, PeerError):
+        return "protocol", "a peer broke the protocol: %s%s" % (exc, resumable(args))
+    return "usage", str(exc)
+
+
+def net_failure(exc, args):
+    """A NetError said with its peer (the gateway or the producer) and the likely cause."""
+    gateway = None
+    if getattr(args, "gateway", None):
+        try:
+            gateway = "%s:%d" % parse_url(args.gateway)[1:3]
+        except ValueError:
+            pass
+    peer = "gateway" if gateway and gateway in exc.message else "producer"
+    where = "--gateway (or WPW_GATEWAY)" if peer == "gateway" else "HOST:PORT (`wpw scan` lists producers)"
+    if isinstance(exc, TlsFailed):
+        return "usage", ("%s: a settings problem, not the network: --ca (or WPW_GATEWAY_CA) must be the CA "
+                         "certificate that signed the %s's, and the host in %s one of its names"
+                         % (exc, peer, where))
+    if isinstance(exc, ConnectFailed):
+        cause = "check %s and that the %s is running" % (where, peer)
+    elif isinstance(exc, HttpTimeout):
+        cause = ("the %s is busy or slow (a producer waiting on its gateway answers late): try again, or give "
+                 "a longer --timeout" % peer)
+    elif isinstance(exc, BadResponse):
+        return "protocol", "%s: the %s's answer is not one we accept; is %s right?%s" % (
+            exc, peer, where, resumable(args))
+    else:
+        cause = "the %s dropped the connection (a restart or overload): try again" % peer
+    return "unreachable", "%s; %s%s" % (exc, cause, resumable(args))
 
 
 def resumable(args):
@@ -609,8 +765,12 @@ def resumable(args):
     return "; the wallet keeps what was under way: `wpw pending` lists it, `wpw resume` settles it"
 
 
-def fail(kind, message):
+def fail(args, kind, message):
+    """Say what went wrong on stderr (and, with --json, as {"error": ...} on stdout); the exit status."""
     print("wpw: %s" % message, file=sys.stderr)
+    if getattr(args, "json", False) and not (args.out and args.out.printed):
+        print(json.dumps({"error": {"kind": kind, "exitCode": EXIT[kind], "message": message}}, indent=2,
+                         sort_keys=True))
     return EXIT[kind]
 
 
