@@ -1,5 +1,5 @@
 # Two commands do all setup on a fresh machine:
-#   make demo   a full purchase between Things on this machine
+#   make demo   a full purchase between Things on this machine (DEMO_ARGS="--workdir DIR --trace FILE.svg")
 #   make test   the whole test suite, under CPython and MicroPython
 VENV ?= .venv
 PYTHON ?= python3
@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test bench venv clean
 
 demo: $(STAMP)
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(DEMO_ARGS)
 
 test: $(STAMP)
 	PYTHONPATH=tools $(PY) -m harness.broker --install

@@ -67,12 +67,17 @@ def test_help_lists_the_commands():
 
 
 def test_scan_finds_the_producer_by_probe(market):
-    proc = wpw(market, "scan", "--json", "--seconds", "2", "--probe-address", "127.255.255.255",
+    trace = market["work"] / "scan.svg"
+    proc = wpw(market, "scan", "--json", "--seconds", "6", "--probe-address", "127.255.255.255", "--trace", str(trace),
                "--broadcast-port", str(market["ports"][0]), "--probe-port", str(market["ports"][1]), check=0)
     producers = json.loads(proc.stdout)["producers"]
     assert [p["serverID"] for p in producers] == ["charger-bay-3"]
     assert "%s:%d" % (producers[0]["host"], producers[0]["port"]) == market["address"]
     assert "listening" in proc.stderr  # progress while it waits
+    svg = trace.read_text()  # the probe, its answer and a broadcast (one every 5 s) drawn
+    for label in ("probe to 127.255.255.255:%d" % market["ports"][1], "probe answer: charger-bay-3",
+                  "broadcast: charger-bay-3", ">Discover<"):
+        assert label in svg, label
 
 
 def test_services_lists_prices(market):
@@ -90,7 +95,8 @@ def test_buy_then_redeem_in_parts_then_tokens(market):
     assert receipt["card"] == "**** **** **** 4444"
     assert "5555555555554444" not in proc.stdout + proc.stderr
     svg = trace.read_text()
-    assert svg.startswith("<svg") and "POST /payment" in svg and "POST /v1/tokens" in svg and "POST /orders" in svg
+    assert svg.startswith("<svg") and "POST /payment: pay GBP 1.80" in svg and "POST /v1/tokens" in svg
+    assert "requestTotal: 6 kWh at price 1" in svg and ">charged GBP 1.80<" in svg and ">Pay<" in svg
     token = receipt["token"][:10]
     proc = wpw(market, "redeem", token, "--units", "4", "--parts", "2", "--json", check=0)
     assert json.loads(proc.stdout)["sessions"] == [{"supplied": 2, "remaining": 4}, {"supplied": 2, "remaining": 2}]

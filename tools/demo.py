@@ -6,9 +6,11 @@ firmware image (tools/build), boots two producers from it as virtual boards
 flash image of their own), and buys from them as a consumer: Discover
 (fast probe), Select, Pay (card to token at the gateway, token to the
 producer), Release in two delivery sessions; then a declined card. Prints
-a timeline with the money and units at each step, checks the gateway's
-ledger reconciles, stops everything it started (also on Ctrl-C or
-failure) and exits non-zero if any step failed.
+a timeline with the money and units at each step, draws the sequence
+diagram (demo-purchase.svg in the current folder, or --trace FILE), checks
+the gateway's ledger reconciles, stops everything it started (also on
+Ctrl-C or failure) and exits non-zero if any step failed, printing that
+step's last log lines and keeping the work folder for a look.
 """
 import argparse
 import asyncio
@@ -51,9 +53,12 @@ METER = {"description": "Parking meter, Mill Lane (virtual)", "serverId": "meter
 GOOD_CARD = Card("Bilbo Baggins", "4444333322221111", 11, 2030, "9731")
 DECLINED_CARD = Card("Frodo Baggins", "4000000000000002", 11, 2030, "123")
 START = time.monotonic()
+STEP = ["start the gateway"]  # the step under way, for a failure's report
+LOG_LINES = 15  # of processes.log shown when a step fails
 
 
 def say(phase, text):
+    STEP[0] = phase
     print("%6.2fs  %-9s %s" % (time.monotonic() - START, phase, text), flush=True)
 
 
@@ -140,12 +145,25 @@ async def shop(gateway_url, ca, ports, recorder):
                                                                    exc.status, exc.message))
 
 
+def show_log(path, workdir):
+    """The last lines every child wrote, and where the rest is."""
+    with open(path, errors="replace") as f:
+        lines = f.readlines()[-LOG_LINES:]
+    print("last %d lines of %s:" % (len(lines), path), file=sys.stderr)
+    for line in lines:
+        print("  " + line.rstrip("\n"), file=sys.stderr)
+    print("the work folder %s is kept (boards' console.log, flash images, gateway.db)" % workdir, file=sys.stderr)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     __import__("version").add_option(parser)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--workdir", help="work in this (new or empty) directory; implies --keep")
-    parser.add_argument("--trace", help="write the sequence diagram here (default: purchase.svg in the work directory)")
+    parser.add_argument("--trace", metavar="FILE.svg", default="demo-purchase.svg",
+                        help="write the sequence diagram here (default: demo-purchase.svg in the current folder)")
+    parser.add_argument("--heap", default=DEFAULT_HEAP,
+                        help="the virtual boards' heap cap (default %s; a smaller chip's is less)" % DEFAULT_HEAP)
     args = parser.parse_args()
     if args.workdir:
         os.makedirs(args.workdir, exist_ok=True)
@@ -162,28 +180,31 @@ def main():
         url, ca = gateway.url, gateway.ca_path
         say("Start", "simulated gateway at %s (test CA, SQLite ledger)" % url)
         build = os.path.join(workdir, "build")
+        STEP[0] = "build the firmware image"
         built(ROOT, build)
         image = os.path.join(build, "littlefs.img")
         say("Build", "firmware image %s (%d KiB LittleFS: boot.py, main.py, lib/*.mpy)"
             % (image, os.path.getsize(image) // 1024))
         for thing in (CHARGER, METER):
+            STEP[0] = "boot the producer %s" % thing["serverId"]
             folder = os.path.join(workdir, thing["serverId"])
             config = thing_files(folder, thing["serverId"], url, os.path.join(os.path.dirname(ca), "ca.der"), ports,
                                  services=thing["services"], keys=thing["keys"], description=thing["description"],
                                  ca_beside=True)  # the board reads the CA from its own flash
             board = VBoard(folder, "--image", image, "--flash", os.path.join(folder, "flash.img"), "--heap",
-                           DEFAULT_HEAP, "--config", config, log=log)
+                           args.heap, "--config", config, log=log)
             say("Start", "producer %s on a virtual board (serial %s, heap %s), booted from the image, at %s"
-                % (thing["serverId"], board.port, DEFAULT_HEAP, board.wait_running()))
+                % (thing["serverId"], board.port, args.heap, board.wait_running()))
         recorder = trace.Recorder(parse_url(url)[1:3])
         recorder.install()
         try:
             asyncio.run(shop(url, ca, ports, recorder))
         finally:
             recorder.uninstall()
-            with open(args.trace or os.path.join(workdir, "purchase.svg"), "w") as f:
+            with open(args.trace, "w") as f:
                 f.write(recorder.render("make demo: a car buys charging and parking"))
-        say("Trace", "sequence diagram: %s" % (args.trace or os.path.join(workdir, "purchase.svg")))
+        say("Trace", "sequence diagram: %s" % args.trace)
+        STEP[0] = "reconcile the ledger"
         summary = Ledger(db, create=False).reconcile()
         totals = summary["totals"]
         say("Ledger", "gateway ledger: %s" % json.dumps(totals, sort_keys=True))
@@ -193,10 +214,16 @@ def main():
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     except Exception as exc:
-        print("demo failed: %s" % exc, file=sys.stderr)
+        lines = str(exc).rstrip().split("\n")
+        print("demo failed in step \"%s\": %s" % (STEP[0], lines[0]), file=sys.stderr)
+        for line in lines[1:][-LOG_LINES:]:  # a board's console, a build's errors
+            print("  " + line, file=sys.stderr)
+        args.keep = True  # its logs are what tells why
     finally:
         stop_all()
         log.close()
+        if not ok and args.keep:
+            show_log(os.path.join(workdir, "processes.log"), workdir)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print("demo %s" % ("passed" if ok else "FAILED"))

@@ -21,7 +21,7 @@ from harness.things import CARD, ROOT, SERVICES, thing_files
 
 VBOARD = os.path.join(ROOT, "tools", "vboard")
 RUNNING = "[wpw] running: "
-NOT_RUNNING = ("[wpw] safe mode", "[wpw] app crashed")
+NOT_RUNNING = ("[wpw] safe mode", "[wpw] app crashed", "MemoryError")  # a MemoryError before it runs: boot failed
 
 
 def children(pid):
