@@ -35,6 +35,13 @@ async def run(thing):
         await asyncio.sleep(3600)
 
 
+def beside(config_path, path):
+    """A file named in the config, relative to the config file (as on a board, where both are in /)."""
+    if not path.startswith("/") and "/" in config_path:
+        return config_path.rsplit("/", 1)[0] + "/" + path
+    return path
+
+
 def main(argv):
     if len(argv) != 3:
         say("usage: thing_main.py CONFIG SECRETS")
@@ -47,11 +54,12 @@ def main(argv):
         say("configuration error: %s" % exc)
         return 2
     del config_file
+    net = config.network
+    if net.get("brokerCa"):
+        net["brokerCa"] = beside(argv[1], net["brokerCa"])  # fleet_link reads it when it starts
     ca = None
     if config.gateway["ca"]:
-        path = config.gateway["ca"]
-        if not path.startswith("/") and "/" in argv[1]:
-            path = argv[1].rsplit("/", 1)[0] + "/" + path  # relative to the config file
+        path = beside(argv[1], config.gateway["ca"])
         try:
             with open(path, "rb") as f:
                 ca = f.read()

@@ -111,6 +111,52 @@ def test_unknown_keys_are_refused_at_every_level():
     assert error(obj) == "config.producer.services[0].prices[0].id is missing"
 
 
+def with_broker(**network):
+    obj = example()
+    obj["network"].update(network)
+    return obj
+
+
+def test_without_a_broker_the_network_settings_are_as_before():
+    net = config.check(example()).network
+    assert "broker" not in net and "brokerCa" not in net and "brokerStatusInterval" not in net
+    assert error(with_broker(brokerStatusInterval=10)) == (
+        "config.network.brokerStatusInterval is set but config.network.broker is not")
+
+
+def test_broker_settings_are_checked_with_their_defaults():
+    net = config.check(with_broker(broker="mqtt://10.0.0.2")).network
+    assert (net["broker"], net["brokerCa"], net["brokerStatusInterval"]) == ("mqtt://10.0.0.2", None, 30)
+    net = config.check(with_broker(broker="mqtts://b.example:8884", brokerCa="ca.der",
+                                   brokerStatusInterval=300)).network
+    assert (net["brokerCa"], net["brokerStatusInterval"]) == ("ca.der", 300)
+    assert error(with_broker(broker="http://b.example")) == (
+        "config.network.broker must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    assert error(with_broker(broker="mqtts://b.example")).startswith(
+        "config.network.brokerCa is missing: an mqtts broker is verified against its CA certificate")
+    assert error(with_broker(broker="mqtt://b", brokerStatusInterval=1)).startswith(
+        "config.network.brokerStatusInterval must be an integer between 5 and 86400")
+    assert error(with_broker(broker="mqtt://b", brokerInterval=60)).startswith(
+        "config.network.brokerInterval is not a known setting (known: ")
+    obj = with_broker(broker="mqtt://b")
+    obj["producer"]["enabled"] = False
+    obj["consumer"] = {"enabled": True}
+    assert error(obj).startswith("config.network.broker: the broker carries a producer's advert")
+
+
+def test_broker_secrets():
+    cfg = config.check(with_broker(broker="mqtt://b"))
+    secrets = config.check_secrets(dict(SECRETS, brokerPassword="pw-123"), cfg)
+    assert (secrets.broker_username, secrets.broker_password) == (None, "pw-123")
+    assert "pw-123" not in repr(secrets)
+    secrets = config.check_secrets(dict(SECRETS, brokerUsername="charger-1"), cfg)
+    assert (secrets.broker_username, secrets.broker_password) == ("charger-1", None)
+    assert str(raises(ConfigError, config.check_secrets, dict(SECRETS, brokerPassword=""), cfg)).startswith(
+        "secrets.brokerPassword must be a string")
+    plain = config.check_secrets(SECRETS, config.check(example()))
+    assert not hasattr(plain, "broker_password")  # a Thing without a broker: no attributes for it
+
+
 def secrets_error(obj, consumer=False):
     cfg_obj = example()
     if consumer:
@@ -122,8 +168,9 @@ def test_secrets_mistakes_name_the_key():
     bad = dict(SECRETS)
     bad["merchantServiceKy"] = bad.pop("merchantServiceKey")
     message = secrets_error(bad)
-    assert message.startswith("secrets.merchantServiceKy is not a known secret (known: card, merchantClientKey, "
-                              "merchantServiceKey, tokenSigningSecret, wifiPassword, wifiSsid)"), message
+    assert message.startswith("secrets.merchantServiceKy is not a known secret (known: brokerPassword, "
+                              "brokerUsername, card, merchantClientKey, merchantServiceKey, tokenSigningSecret, "
+                              "wifiPassword, wifiSsid)"), message
     del bad["merchantServiceKy"]
     assert secrets_error(bad) == "secrets.merchantServiceKey is missing"
     for short in ("00" * 16, "00" * 31, "zz" * 32):  # the README's 64 hex digits, and only that

@@ -210,3 +210,19 @@ def test_qos1_publish_from_the_broker_is_acknowledged():
             await server.wait_closed()
     asyncio.run(main())
     assert got == [b"\x40\x02\x00\x2a"], got
+
+
+def test_broker_urls():
+    assert mqtt.parse_url("mqtt://10.0.0.2") == (False, "10.0.0.2", 1883)
+    assert mqtt.parse_url("mqtts://broker.example") == (True, "broker.example", 8883)
+    assert mqtt.parse_url("mqtts://broker.example:9883") == (True, "broker.example", 9883)
+    assert mqtt.parse_url("mqtt://[::1]:1884") == (False, "::1", 1884)
+    assert mqtt.parse_url("mqtt://[::1]") == (False, "::1", 1883)
+    for bad in ("http://x", "mqtt://", "mqtt://x:0", "mqtt://x:99999", "mqtt://x:port", "mqtt://u@x",
+                "mqtt://x/path", "x:1883", "mqtt://a b"):
+        try:
+            mqtt.parse_url(bad)
+        except ValueError as exc:
+            assert str(exc) == "must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
+            continue
+        raise AssertionError("accepted %s" % bad)

@@ -36,9 +36,13 @@ DEFAULTS = {
 }
 
 
+# Only with network.broker set (the link to an MQTT broker, fleet_link.py): a Thing without one keeps
+# the network settings it had, and never loads the MQTT modules.
+_BROKER = {"brokerCa": None, "brokerStatusInterval": 30}
 _PRICE_KEYS = ("id", "amount", "currency", "unitId", "unitDescription", "description", "minUnits", "maxUnits")
 _SERVICE_KEYS = ("id", "name", "description", "capacity", "prices")
-_SECRET_KEYS = ("wifiSsid", "wifiPassword", "merchantClientKey", "merchantServiceKey", "tokenSigningSecret", "card")
+_SECRET_KEYS = ("wifiSsid", "wifiPassword", "merchantClientKey", "merchantServiceKey", "tokenSigningSecret", "card",
+                "brokerUsername", "brokerPassword")
 _CARD_KEYS = ("name", "number", "expiryMonth", "expiryYear", "cvc")
 
 
@@ -52,9 +56,10 @@ def _known(obj, known, where, what="setting"):
     return obj
 
 
-def _merge(section, given, where):
+def _merge(section, given, where, more=None):
+    """The section's defaults updated with what is given; `more` holds settings also known, not defaulted."""
     merged = dict(DEFAULTS[section])
-    merged.update(_known({} if given is None else given, merged, where))
+    merged.update(_known({} if given is None else given, tuple(merged) + tuple(more or ()), where))
     return merged
 
 
@@ -145,7 +150,7 @@ def check(obj):
     cfg = Config()
     _known(obj, DEFAULTS, "config", "section")
     cfg.device = _merge("device", obj.get("device"), "config.device")
-    cfg.network = _merge("network", obj.get("network"), "config.network")
+    cfg.network = _merge("network", obj.get("network"), "config.network", ("broker",) + tuple(_BROKER))
     cfg.gateway = _merge("gateway", obj.get("gateway"), "config.gateway")
     cfg.producer = _merge("producer", obj.get("producer"), "config.producer")
     cfg.consumer = _merge("consumer", obj.get("consumer"), "config.consumer")
@@ -162,6 +167,13 @@ def check(obj):
     if not wire.is_url_prefix(net["urlPrefix"]):  # the rule our consumers apply to the broadcast
         raise ConfigError("config.network.urlPrefix must be empty or a path like /api (no trailing /, .., //, "
                           "spaces, ?, # or %)")
+    if net.get("broker") is not None:
+        _broker(net, cfg.producer["enabled"])
+    else:
+        net.pop("broker", None)  # thing.py starts the broker link when the key is there
+        for key in _BROKER:
+            if key in net:
+                raise ConfigError("config.network.%s is set but config.network.broker is not" % key)
     gateway = cfg.gateway
     url = _check(gateway["url"], str, "config.gateway.url")
     if not (url.startswith("https://") or url.startswith("http://")):
@@ -189,6 +201,28 @@ def check(obj):
     if not producer["enabled"] and not cfg.consumer["enabled"]:
         raise ConfigError("config: enable config.producer or config.consumer (or both)")
     return cfg
+
+
+def _broker(net, producer):
+    """network.broker and its settings checked, their defaults filled in."""
+    from wpwithin.mqtt import parse_url  # only when a broker is configured
+
+    for key in _BROKER:
+        net.setdefault(key, _BROKER[key])
+    url = _check(net["broker"], str, "config.network.broker", 1, wire.MAX_HOST_LEN + 14)
+    try:
+        tls = parse_url(url)[0]
+    except ValueError as exc:
+        raise ConfigError("config.network.broker %s" % exc)
+    if not producer:
+        raise ConfigError("config.network.broker: the broker carries a producer's advert; enable config.producer")
+    if net["brokerCa"] is not None:
+        _check(net["brokerCa"], str, "config.network.brokerCa", 1, 128)
+    elif tls:
+        raise ConfigError("config.network.brokerCa is missing: an mqtts broker is verified against its CA "
+                          "certificate; put that file (PEM or DER) beside config.json and set "
+                          "config.network.brokerCa to its name (or use an mqtt:// url)")
+    _check(net["brokerStatusInterval"], int, "config.network.brokerStatusInterval", 5, 86400)
 
 
 def _hex_secret(value, where):
@@ -222,6 +256,11 @@ def check_secrets(obj, config):
         out.client_key = _key(obj.get("merchantClientKey"), "secrets.merchantClientKey", "client", "S")
         out.service_key = _key(obj.get("merchantServiceKey"), "secrets.merchantServiceKey", "service", "C")
         out.signing_secret = _hex_secret(obj.get("tokenSigningSecret"), "secrets.tokenSigningSecret")
+    if config.network.get("broker") is not None:  # attributes only then: a Thing without a broker keeps its heap
+        user = obj.get("brokerUsername")
+        out.broker_username = None if user is None else _check(user, str, "secrets.brokerUsername", 1, 256)
+        password = obj.get("brokerPassword")
+        out.broker_password = None if password is None else _check(password, str, "secrets.brokerPassword", 1, 256)
     if config.consumer["enabled"]:
         out.card = check_card(obj.get("card"))
     return out

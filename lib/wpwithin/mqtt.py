@@ -48,6 +48,19 @@ _WHY = ("%s %s timed out after %d ms|%s %s failed: %s|%s closed the connection|n
 _DOING = "connecting to|sending to|reading from"
 
 
+def parse_url(url):
+    """(tls, host, port) of mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883); ValueError if it is neither."""
+    scheme, sep, rest = url.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not colon or rest.endswith("]"):
+        host, port = rest, "8883" if scheme == "mqtts" else "1883"
+    host = host.strip("[]")  # an IPv6 address in brackets
+    if (not sep or scheme not in ("mqtt", "mqtts") or not host or not port.isdigit() or not 0 < int(port) < 65536
+            or "/" in host or "@" in host or " " in host):
+        raise ValueError("must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    return scheme == "mqtts", host, int(port)
+
+
 class Client:
     """One MQTT session with one broker: connect(), then publish/subscribe/recv/ping, then disconnect()."""
 

@@ -65,6 +65,10 @@ class Thing:
                                  log=self.log)
             await self.server.start()
             await self.restart_discovery(net["hostname"] or self.board.ip_address())
+            if "broker" in net:
+                from wpwithin import fleet_link  # only with network.broker set: never loaded otherwise
+
+                fleet_link.start(self)
             self.tasks.append(self._spawn("sweep", self._sweep))
             unresolved = ledger.unresolved()
             if unresolved:  # charges cut short by a reset: ask the gateway, one order at a time

@@ -53,13 +53,13 @@ SERVICES = [
 def thing_files(folder, server_id, gateway_url, ca=None, ports=None, host="127.0.0.1", port=0,
                 broadcast_address=LOOPBACK_BROADCAST, interval_ms=5000, network=None, producer=None, gateway=None,
                 consumer=False, services=SERVICES, keys=(CLIENT_KEY, SERVICE_KEY), card=None, description=None,
-                ca_beside=False):
+                ca_beside=False, secrets=None):
     """Write config.json and secrets.json of a Thing into folder; the config path.
 
     ports: (broadcast port, probe port), free UDP ports when None. ca: the
     gateway's CA file, named by its path, or with ca_beside copied beside
     the config and named so (a board reads it from its own flash).
-    network, producer and gateway update those sections.
+    network, producer and gateway update those sections, secrets the secrets.
     """
     os.makedirs(folder, exist_ok=True)
     broadcast_port, probe_port = ports or free_ports(2, socket.SOCK_DGRAM)
@@ -74,10 +74,12 @@ def thing_files(folder, server_id, gateway_url, ca=None, ports=None, host="127.0
     config = {"device": {"description": description or "%s (network test)" % server_id, "serverId": server_id},
               "network": net, "gateway": dict({"url": gateway_url, "ca": ca, "timeout": 10}, **(gateway or {})),
               "producer": section, "consumer": {"enabled": consumer}}
-    secrets = {"merchantClientKey": keys[0], "merchantServiceKey": keys[1], "tokenSigningSecret": os.urandom(32).hex()}
+    secrets_obj = {"merchantClientKey": keys[0], "merchantServiceKey": keys[1],
+                   "tokenSigningSecret": os.urandom(32).hex()}
     if consumer:
-        secrets["card"] = card or CARD
-    for name, obj in (("config.json", config), ("secrets.json", secrets)):
+        secrets_obj["card"] = card or CARD
+    secrets_obj.update(secrets or {})
+    for name, obj in (("config.json", config), ("secrets.json", secrets_obj)):
         with open(os.path.join(folder, name), "w") as f:
             json.dump(obj, f, indent=1)
     return os.path.join(folder, "config.json")
