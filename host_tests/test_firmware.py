@@ -339,7 +339,7 @@ def test_repl_config_shows_the_settings_in_effect_with_defaults_and_masks_secret
 
 
 def test_each_documented_flashing_path_gives_a_board_that_starts(vboards, firmware, gateway, tmp_path):
-    """README's (a) mpremote cp list, CA included, and (b) tools/build --config --secrets into littlefs.img."""
+    """docs/esp32.md's (a) mpremote cp list, CA included, and (b) tools/build --config --secrets into littlefs.img."""
     port = free_port()
     config = board_files(tmp_path / "thing", gateway, port)  # config.json, secrets.json and ca.der beside it
     here = os.path.dirname(config)

@@ -7,7 +7,7 @@ token that fails validation 400; a path id that is not a number 400.
 Ours: body too large 413, too many connections 503, a request not
 received in time 408, delivery beyond what was paid 409, wrong method
 405. Every error is the reference's JSON error body with the reference's
-Content-Type, and every status met here is in the README's status table.
+Content-Type, and every status met here is in the status table of docs/protocol.md.
 Raw sockets where the case is about the connection itself.
 """
 import asyncio
@@ -254,7 +254,7 @@ def test_a_request_not_received_in_time_is_408_and_a_silent_connection_is_closed
 
 
 def test_every_status_met_here_is_in_the_readme_status_table():
-    with open(os.path.join(mpy.ROOT, "README.md")) as f:
+    with open(os.path.join(mpy.ROOT, "docs", "protocol.md")) as f:
         readme = f.read()
     table = readme[readme.index("status code a producer answers with"):]
     table = table[:table.index("\n\n", table.index("| status |"))]
