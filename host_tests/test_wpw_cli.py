@@ -188,6 +188,8 @@ def test_every_option_says_what_it_is_for_and_tokens_offers_only_its_own():
             assert action.help or action.dest == "command", "%s %s has no help text" % (name, action.option_strings or action.dest)
     options = {o for a in commands["tokens"]._actions for o in a.option_strings}
     assert options == {"-h", "--help", "--json", "--quiet", "--wallet"}
+    options = {o for a in commands["scan"]._actions for o in a.option_strings}
+    assert not options & {"--wallet", "--card", "--gateway", "--payment-timeout", "--client-id"}
 
 
 def test_every_command_says_the_projects_version():

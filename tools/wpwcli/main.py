@@ -568,24 +568,25 @@ def parser():
     p = argparse.ArgumentParser(prog="wpw", description="Buy and sell services between Things.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version="wpw " + project_version(), help="print the version and exit")
-    local = argparse.ArgumentParser(add_help=False)  # what a command that asks no peer takes
-    local.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
-    local.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    local.add_argument("--wallet", help="wallet journal (default %s)" % os.path.join(home(), "wallet.journal"))
-    common = argparse.ArgumentParser(add_help=False, parents=[local])
-    common.add_argument("--timeout", type=float, default=10, help="seconds to wait for any answer (default 10)")
-    common.add_argument("--payment-timeout", type=float, default=PAYMENT_WAIT,
-                        help="seconds to wait for the producer's answer to a payment (default %d: 3 x its "
-                             "gateway timeout of 10 s + 5; give 3 x T + 5 for a producer whose "
-                             "gateway.timeout is T). Past it the payment is pending, not failed" % PAYMENT_WAIT)
-    common.add_argument("--trace", metavar="FILE.svg", help="write a sequence diagram of the messages")
-    common.add_argument("--gateway", default=os.environ.get("WPW_GATEWAY"), help="payment gateway URL")
-    common.add_argument("--ca", default=os.environ.get("WPW_GATEWAY_CA"), help="CA certificate that signs the gateway")
-    common.add_argument("--card", default=os.environ.get("WPW_CARD"), help="card file (JSON)")
-    common.add_argument("--client-id", help="our clientID (default wpw-HOSTNAME)")
+    output, wallet, talk, pay = (argparse.ArgumentParser(add_help=False) for _ in range(4))  # options by use
+    output.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    output.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    wallet.add_argument("--wallet", help="wallet journal (default %s)" % os.path.join(home(), "wallet.journal"))
+    talk.add_argument("--timeout", type=float, default=10, help="seconds to wait for any answer (default 10)")
+    talk.add_argument("--trace", metavar="FILE.svg", help="write a sequence diagram of the messages")
+    talk.add_argument("--ca", default=os.environ.get("WPW_GATEWAY_CA"),
+                      help="CA certificate that signs the gateway (and a broker without --broker-ca)")
+    pay.add_argument("--payment-timeout", type=float, default=PAYMENT_WAIT,
+                     help="seconds to wait for the producer's answer to a payment (default %d: 3 x its "
+                          "gateway timeout of 10 s + 5; give 3 x T + 5 for a producer whose "
+                          "gateway.timeout is T). Past it the payment is pending, not failed" % PAYMENT_WAIT)
+    pay.add_argument("--gateway", default=os.environ.get("WPW_GATEWAY"), help="payment gateway URL")
+    pay.add_argument("--card", default=os.environ.get("WPW_CARD"), help="card file (JSON)")
+    pay.add_argument("--client-id", help="our clientID (default wpw-HOSTNAME)")
+    common, local, heard = [output, wallet, talk, pay], [output, wallet], [output, talk]
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("scan", parents=[common], help="find producers (fast probe, then broadcasts)")
+    s = sub.add_parser("scan", parents=heard, help="find producers (fast probe, then broadcasts)")
     s.add_argument("--seconds", type=float, default=SCAN_SECONDS,
                    help="how long to listen (default %s: one %d s broadcast interval of the reference and a "
                         "margin, so a producer that only broadcasts is heard)" % (SCAN_SECONDS, BROADCAST_S))
@@ -599,7 +600,7 @@ def parser():
     s.add_argument("--probe-port", type=int, default=discovery.PROBE_PORT,
                    help="UDP port producers answer probes on (default %d)" % discovery.PROBE_PORT)
     broker_options(s, "also read the Things' retained adverts from this MQTT broker")
-    s = sub.add_parser("fleet", parents=[common], help="every Thing on an MQTT broker: up or down, heap, orders, sold")
+    s = sub.add_parser("fleet", parents=heard, help="every Thing on an MQTT broker: up or down, heap, orders, sold")
     broker_options(s, "the MQTT broker the Things publish to")
     s.add_argument("--watch", action="store_true", help="keep the table up to date in the terminal until Ctrl-C "
                                                         "(with --json: one JSON line per change)")
@@ -609,7 +610,7 @@ def parser():
                        ("quote", "the total for units of a service, without paying (the producer opens an order "
                                  "that expires unpaid)"),
                        ("buy", "buy units of a service and keep the token")):
-        s = sub.add_parser(name, parents=[common], help=text)
+        s = sub.add_parser(name, parents=common, help=text)
         s.add_argument("producer", type=host_port, metavar="HOST:PORT", help="the producer (`wpw scan` lists them)")
         s.add_argument("--prefix", default="", help="the producer's URL prefix")
         if name in ("quote", "buy"):
@@ -621,14 +622,14 @@ def parser():
             s.add_argument("--max-total", type=max_total, metavar="AMOUNT",
                            help="pay only if the total is at most AMOUNT (e.g. 2.50 or \"GBP 2.50\"); over it, "
                                 "nothing is paid and wpw exits 7")
-    s = sub.add_parser("redeem", parents=[common], help="take delivery of units of a token (in one go or in parts)")
+    s = sub.add_parser("redeem", parents=common, help="take delivery of units of a token (in one go or in parts)")
     s.add_argument("token", help="the token key or its first characters (see `wpw tokens`)")
     s.add_argument("--units", type=int, required=True, help="how many of the token's units to take")
     s.add_argument("--parts", type=int, default=1, help="delivery sessions to split the units into")
-    sub.add_parser("tokens", parents=[local], help="tokens held, their units left and expiry")
-    sub.add_parser("pending", parents=[local],
+    sub.add_parser("tokens", parents=local, help="tokens held, their units left and expiry")
+    sub.add_parser("pending", parents=local,
                    help="purchases not settled: payments whose outcome is not known, deliveries left open")
-    sub.add_parser("resume", parents=[common], help="settle the pending purchases now (same reference, same token)")
+    sub.add_parser("resume", parents=common, help="settle the pending purchases now (same reference, same token)")
     for role in ("producer", "consumer"):
         s = sub.add_parser(role, help="start a %s Thing on this host from a config" % role)
         s.add_argument("--config", required=True,
@@ -638,6 +639,8 @@ def parser():
     return p
 
 
+ABSENT = {"json": False, "quiet": False, "wallet": None, "timeout": 10, "trace": None, "ca": None,
+          "payment_timeout": PAYMENT_WAIT, "gateway": None, "card": None, "client_id": None}
 COMMANDS = {"scan": cmd_scan, "fleet": cmd_fleet, "services": cmd_services, "quote": cmd_quote, "buy": cmd_buy,
             "redeem": cmd_redeem, "tokens": cmd_tokens,
             "pending": cmd_pending, "resume": cmd_resume}
@@ -649,13 +652,13 @@ def run(args):
     for name in ("units", "parts", "expect"):
         if getattr(args, name, 1) < (0 if name == "expect" else 1):
             raise Failure("usage", "--%s must be at least 1" % name)
-    if getattr(args, "timeout", 1) <= 0 or getattr(args, "payment_timeout", 1) <= 0:
+    if args.timeout <= 0 or args.payment_timeout <= 0:
         raise Failure("usage", "--timeout and --payment-timeout must be more than 0 seconds")
     out = args.out = Out(args.json, args.quiet)
     if args.command == "scan":
         probe_or_listen(args, out)
     recorder = None
-    if getattr(args, "trace", None):
+    if args.trace:
         gateway = None
         if args.gateway:
             _, host, port, _ = parse_url(args.gateway)
@@ -676,6 +679,9 @@ def run(args):
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    for name, value in ABSENT.items():  # what a command's options leave out
+        if not hasattr(args, name):
+            setattr(args, name, value)
     args.wallet_file = None  # the wallet, once a command opened it
     args.paying = None  # the reference of a payment under way
     args.out = None
@@ -730,7 +736,7 @@ def explain(exc, args):
 def net_failure(exc, args):
     """A NetError said with its peer (the gateway or the producer) and the likely cause."""
     gateway = None
-    if getattr(args, "gateway", None):
+    if args.gateway:
         try:
             gateway = "%s:%d" % parse_url(args.gateway)[1:3]
         except ValueError:
@@ -768,7 +774,7 @@ def resumable(args):
 def fail(args, kind, message):
     """Say what went wrong on stderr (and, with --json, as {"error": ...} on stdout); the exit status."""
     print("wpw: %s" % message, file=sys.stderr)
-    if getattr(args, "json", False) and not (args.out and args.out.printed):
+    if args.json and not (args.out and args.out.printed):
         print(json.dumps({"error": {"kind": kind, "exitCode": EXIT[kind], "message": message}}, indent=2,
                          sort_keys=True))
     return EXIT[kind]
