@@ -20,21 +20,15 @@ from wpwithin.errors import ProtocolError
 
 PREFIX = "wpw/v1/things/"
 TOPICS = PREFIX + "+/+"
-PORTS = {"mqtt": 1883, "mqtts": 8883}
 MAX_PACKET = 16384  # a status lists units per service: larger than anything the client on a board accepts
 
 
 def parse_broker(url):
     """(tls, host, port) of mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; ValueError naming what is wrong."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in PORTS:
-        raise ValueError("broker URL must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], not %r" % url)
-    host, colon, port = rest.rstrip("/").rpartition(":")
-    if not colon:
-        host, port = rest.rstrip("/"), str(PORTS[scheme])
-    if not host or "/" in host or "@" in host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("broker URL must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], not %r" % url)
-    return scheme == "mqtts", host.strip("[]"), int(port)
+    try:
+        return mqtt.parse_url(url)  # the board's own check of network.broker
+    except ValueError as exc:
+        raise ValueError("broker URL %s, not %r" % (exc, url))
 
 
 class Thing:
