@@ -12,11 +12,11 @@ import asyncio
 import json
 import signal
 import socket
-import threading
 import time
 
 import pytest
 
+from relay import Relay
 from harness.shopping import shop
 from harness.things import Things
 from wpwithin import mqtt
@@ -47,6 +47,14 @@ def start_producer(things, b, sid, runtime, gateway, port=None, tls_ca=None):
     started = things.producer(sid, runtime, gateway.url, network=network, secrets={"brokerPassword": b.password(sid)})
     started["url"] = url
     return started
+
+
+def connected(things, sid, runtime, gateway):
+    """A broker with users for sid and "car", and sid's producer once its link says it is connected."""
+    b = things.broker(things=[sid], consumers=["car"])
+    p = start_producer(things, b, sid, runtime, gateway)
+    p["process"].expect("broker %s: connected" % p["url"], 15)
+    return b, p
 
 
 def listen(b, topic_filter, seconds, until=None, user="car", then=None):
@@ -83,9 +91,7 @@ def statuses(messages):
 def test_advert_retained_status_sent_and_the_will_clears_the_advert(runtime, gateway, tmp_path):
     sid = "fleet-a-" + runtime
     with Things(tmp_path) as things:
-        b = things.broker(things=[sid], consumers=["car"])
-        p = start_producer(things, b, sid, runtime, gateway)
-        assert p["process"].expect("broker %s: connected" % p["url"], 15)
+        b, p = connected(things, sid, runtime, gateway)
         heard = listen(b, "wpw/v1/things/%s/#" % sid, 3 * INTERVAL, lambda got: adverts(got) and statuses(got))
         advert = adverts(heard)[0]
         assert advert[2] is True, "not retained: %r" % (advert,)
@@ -147,9 +153,7 @@ def test_deploying_a_config_with_a_broker_ca_copies_it_to_the_board(tmp_path):
 def test_sales_go_on_while_the_broker_is_down_and_the_link_comes_back(runtime, gateway, tmp_path):
     sid = "fleet-b-" + runtime
     with Things(tmp_path) as things:
-        b = things.broker(things=[sid], consumers=["car"])
-        p = start_producer(things, b, sid, runtime, gateway)
-        p["process"].expect("broker %s: connected" % p["url"], 15)
+        b, p = connected(things, sid, runtime, gateway)
         b.stop()
         p["process"].expect("broker %s: " % p["url"], 3 * INTERVAL)  # it noticed: the next status failed
         result = shop(p["port"], gateway.url, purchases=3, seconds=60, parts=(2,))
@@ -160,50 +164,6 @@ def test_sales_go_on_while_the_broker_is_down_and_the_link_comes_back(runtime, g
         heard = listen(b, "wpw/v1/things/%s/#" % sid, 3 * INTERVAL, lambda got: adverts(got) and statuses(got))
         assert adverts(heard) and adverts(heard)[0][2] is True  # the advert is back, retained
         assert statuses(heard)[0]["unitsSold"] == {"1": 6}
-
-
-class SlowRelay:
-    """A TCP relay to 127.0.0.1:port that holds each chunk from the server back for `delay` s (0: none)."""
-
-    def __init__(self, port, delay=0.0):
-        self.port_to = port
-        self.delay = delay
-        self.held = 0  # chunks held back so far
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.port_to))
-            except OSError:
-                return
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
-
-    def _pump(self, source, sink, from_server):
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if from_server and self.delay:
-                    self.held += 1
-                    time.sleep(self.delay)
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.listener.close()
 
 
 def latencies(port, n=40, gap=0.05):
@@ -235,7 +195,7 @@ def test_a_slow_broker_does_not_hold_up_http_serving(runtime, gateway, tmp_path)
     sid = "fleet-c-" + runtime
     with Things(tmp_path) as things:
         b = things.broker(things=[sid], consumers=["car"])
-        relay = SlowRelay(b.port)
+        relay = Relay(b.port)
         try:
             p = start_producer(things, b, sid, runtime, gateway, port=relay.port)
             p["process"].expect("broker %s: connected" % p["url"], 15)
@@ -244,12 +204,14 @@ def test_a_slow_broker_does_not_hold_up_http_serving(runtime, gateway, tmp_path)
             slow = latencies(p["port"], n=60, gap=0.1)
             relay.delay = 7.0
             slower = latencies(p["port"], n=60, gap=0.1)
-            held = relay.held
+            gave_up = p["process"].expect("broker %s: no PUBACK from" % p["url"], 4 * INTERVAL)
+            held = relay.delayed
         finally:
             relay.close()
         print("\nHTTP round trip under %s, broker answering at once: %s" % (runtime, summary(anchor)))
         print("HTTP round trip under %s, broker 4 s late:           %s" % (runtime, summary(slow)))
         print("HTTP round trip under %s, broker 7 s late:           %s (%d chunks from the broker held)"
               % (runtime, summary(slower), held))
-        assert held > 0  # the link did wait on the slow broker while these were served
+        print("the link meanwhile: %s" % gave_up)  # it waited its 5 s deadline on a PUBACK, then gave up
+        assert held > 0
         assert shop(p["port"], gateway.url, purchases=1)["completed"] == 1
