@@ -85,6 +85,10 @@ def thing_files(folder, server_id, gateway_url, ca=None, ports=None, host="127.0
     return os.path.join(folder, "config.json")
 
 
+WPW = [sys.executable, "-m", "wpwcli.main"]  # this checkout's wpw, with WPW_ENV (not .venv/bin/wpw's install)
+WPW_ENV = {"PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "tools"), LIB])}
+
+
 def runtime_command(runtime, script, heap=None, path=(LIB,)):
     """(argv, extra environment) to run a script (or ["-m", MODULE]) under `runtime` with the folders of
     `path` to import from; heap caps MicroPython's."""

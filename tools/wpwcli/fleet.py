@@ -6,7 +6,10 @@ Thing drops off, and publishes its status on wpw/v1/things/ID/status.
 listen() connects with the Things' own client (wpwithin.mqtt), subscribes
 once to wpw/v1/things/+/+ and feeds each message to a Fleet, which keeps
 per serverID the last advert (None once emptied: the Thing is gone), the
-last status and when each came. An advert whose serverID is not its
+last status and when each came. Statuses are not retained (the broker
+keeps only adverts), so a Thing's status comes at its status interval and
+a Thing whose will emptied its advert is seen going down only by a
+listener that was there (`wpw fleet --watch`). An advert whose serverID is not its
 topic's, or that is not a valid broadcast message, is refused and counted.
 Never prints or keeps the broker password beyond the connection.
 """
@@ -85,6 +88,10 @@ class Fleet:
         else:
             thing.status, thing.status_at = obj, now
 
+    def reported(self):
+        """Every Thing with an advert has sent a status (statuses are not retained: each comes at its interval)."""
+        return all(t.status is not None for t in self.things.values() if t.up)
+
     def sorted(self):
         return [self.things[k] for k in sorted(self.things)]
 
@@ -113,14 +120,18 @@ async def connect(c, timeout_ms):
     await c.subscribe(TOPICS)
 
 
-async def listen(c, fleet, seconds, changed=None):
-    """Feed the broker's messages to fleet for `seconds` (None: until cancelled); changed() after each."""
-    deadline = None if seconds is None else time.monotonic() + seconds
+async def listen(c, fleet, seconds, changed=None, enough=None):
+    """Feed the broker's messages to fleet for `seconds` (None: until cancelled); changed() after each.
+    With `enough` (seconds) it ends once that long has passed and every Thing with an advert has sent a status."""
+    began = time.monotonic()
     while True:
-        left = 1000 if deadline is None else int((deadline - time.monotonic()) * 1000)
+        now = time.monotonic()
+        if enough is not None and now - began >= enough and fleet.reported():
+            return
+        left = 1000 if seconds is None else int((began + seconds - now) * 1000)
         if left <= 0:
             return
-        got = await c.recv(min(left, 1000))
+        got = await c.recv(min(left, 250 if enough is not None else 1000))
         if got is not None:
             fleet.take(got[0], got[1])
             if changed is not None:

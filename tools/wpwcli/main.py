@@ -337,7 +337,7 @@ async def cmd_fleet(args, out):
     if not args.watch:
         await broker_connect(args, c)
         try:
-            await fleet.listen(c, things, args.seconds)
+            await fleet.listen(c, things, args.seconds, enough=min(1, args.seconds))
         except mqtt.MQTTError as exc:
             raise Failure("unreachable", "broker %s: %s" % (args.broker, exc))
         finally:
@@ -604,8 +604,10 @@ def parser():
     broker_options(s, "the MQTT broker the Things publish to")
     s.add_argument("--watch", action="store_true", help="keep the table up to date in the terminal until Ctrl-C "
                                                         "(with --json: one JSON line per change)")
-    s.add_argument("--seconds", type=float, default=2,
-                   help="without --watch: how long to collect the retained adverts and statuses (default 2)")
+    s.add_argument("--seconds", type=float, default=35,
+                   help="without --watch: the longest to wait for a status from every Thing with an advert "
+                        "(default 35: the producers' status interval of 30 s and a margin); it prints as "
+                        "soon as each has sent one")
     for name, text in (("services", "list a producer's services and prices"),
                        ("quote", "the total for units of a service, without paying (the producer opens an order "
                                  "that expires unpaid)"),
