@@ -163,6 +163,27 @@ def test_fleet_watch_shows_a_thing_go_down_when_its_will_clears_its_advert(marke
     assert "Traceback" not in watch.text()
 
 
+def test_fleet_watch_rides_out_a_broker_restart(market):
+    """The broker restarts (forgetting every retained advert): --watch says so, reconnects, and shows bay-1
+    again once the producer has reconnected and advertised itself again."""
+    b = market["broker"]
+    watch = Process("wpw fleet --watch", WPW + ["fleet", "--watch", "--broker", b.url], env=env(market))
+    try:
+        while " up " not in watch.expect("bay-1", 20):
+            pass
+        b.restart()
+        while "retrying in" not in watch.expect("wpw fleet  ", 20):  # the header says the broker went away
+            pass
+        while "retrying in" in watch.expect("wpw fleet  ", 60):  # and, once it is back, no longer
+            pass
+        while " up " not in watch.expect("bay-1", 60):  # its link's backoff, then its advert again
+            pass
+        assert market["producer"]["process"].alive()
+    finally:
+        watch.stop()
+    assert "Traceback" not in watch.text()
+
+
 def test_every_scan_and_fleet_option_has_help():
     sub = next(a for a in wpw_main.parser()._actions if a.dest == "command")
     for name in ("scan", "fleet"):

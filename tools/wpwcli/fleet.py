@@ -88,6 +88,11 @@ class Fleet:
         else:
             thing.status, thing.status_at = obj, now
 
+    def forget_up(self):
+        """Drop the Things that are up (after a reconnect the broker says again which are); keep the down ones."""
+        for key in [k for k, t in self.things.items() if t.up]:
+            del self.things[key]
+
     def reported(self):
         """Every Thing with an advert has sent a status (statuses are not retained: each comes at its interval)."""
         return all(t.status is not None for t in self.things.values() if t.up)

@@ -365,6 +365,7 @@ async def cmd_fleet(args, out):
             if not c.connected:
                 await broker_connect(args, c)
                 note[0], delay = "", 1
+                things.forget_up()  # what is up is what the broker holds now: its adverts come again at once
             show()
             await fleet.listen(c, things, None, show)
         except (mqtt.MQTTError, Failure) as exc:
