@@ -36,7 +36,8 @@ def make_checkout(path, entry_points=("boot.py", "main.py")):
     shutil.copytree(os.path.join(ROOT, "lib"), os.path.join(path, "lib"), ignore=ignore)
     os.makedirs(os.path.join(path, "tools"))
     shutil.copy2(os.path.join(ROOT, "tools", "build"), os.path.join(path, "tools", "build"))
-    shutil.copy2(os.path.join(ROOT, "tools", "usevenv.py"), os.path.join(path, "tools", "usevenv.py"))
+    for name in ("usevenv.py", "version.py"):  # every tool finds .venv and says --version
+        shutil.copy2(os.path.join(ROOT, "tools", name), os.path.join(path, "tools", name))
     shutil.copytree(IMAGEBUILD, os.path.join(path, "tools", "imagebuild"), ignore=ignore)
     shutil.copytree(os.path.join(ROOT, "tools", "vboardlib"), os.path.join(path, "tools", "vboardlib"),
                     ignore=ignore)  # the config check tools/deploy runs too
