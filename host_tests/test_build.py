@@ -38,6 +38,7 @@ def make_checkout(path, entry_points=("boot.py", "main.py")):
     shutil.copy2(os.path.join(ROOT, "tools", "build"), os.path.join(path, "tools", "build"))
     for name in ("usevenv.py", "version.py"):  # every tool finds .venv and says --version
         shutil.copy2(os.path.join(ROOT, "tools", name), os.path.join(path, "tools", name))
+    shutil.copy2(os.path.join(ROOT, "pyproject.toml"), os.path.join(path, "pyproject.toml"))
     shutil.copytree(IMAGEBUILD, os.path.join(path, "tools", "imagebuild"), ignore=ignore)
     shutil.copytree(os.path.join(ROOT, "tools", "vboardlib"), os.path.join(path, "tools", "vboardlib"),
                     ignore=ignore)  # the config check tools/deploy runs too

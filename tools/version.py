@@ -18,7 +18,10 @@ def version():
         with open(path, "rb") as f:
             return tomllib.load(f)["project"]["version"]
     from importlib import metadata
-    return metadata.version(DISTRIBUTION)
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # a copied tool outside checkout and venv
+        return "unknown (no pyproject.toml beside tools/ and not installed)"
 
 
 def add_option(parser):
