@@ -13,13 +13,14 @@ Theory of operation:
 
     A connection is served in a slot: a buffer of max(head limit, body
     limit) bytes and a reusable parser, so a request allocates only what it
-    hands the handler (path, a few header values, body bytes). An accepted
-    connection takes a free slot; when none is free and fewer than
-    max_connections exist, a new one is made and kept for the next
-    connection (a producer that only ever serves one connection at a time
-    holds one slot, not max_connections); failing that it takes the slot of a
-    kept-alive connection that is idle between requests; failing that it
-    gets an immediate 503 and is closed unread.
+    hands the handler (path, a few header values, body bytes). start() makes
+    one slot. An accepted connection takes a free slot; when none is free
+    and fewer than max_connections exist, a new one is made and kept for
+    the next connection (a producer that serves one connection at a time
+    holds one slot, not max_connections); failing that (or when the heap has
+    no room for another) it takes the slot of a kept-alive connection that
+    is idle between requests; failing that it gets an immediate 503 and is
+    closed unread.
     A connection reads into its slot with reader.read()/readinto() (never
     readline(), which has no cap on MicroPython), lets the parser look at
     what it has, and reads again, never past the buffer's end.
@@ -36,8 +37,8 @@ twice an ESP32's size): a Go client's GET allocates about 0.97 KB of heap
 per request, its 61-byte POST about 1.2 KB (path, header values, body,
 and asyncio's own per-await objects); 200 keep-alive requests keep 64
 bytes. Fixed cost: 2 KB per slot (a buffer of max(head, body) limits,
-1.3 KB by default, its parser and state), made when the first connection
-needs it and kept, at most max_connections.
+1.3 KB by default, its parser and state): one made at start(), others
+when that many connections are open at once, kept, at most max_connections.
 host_tests/test_http_tls.py::test_heap_per_request_of_the_server_under_micropython
 re-measures this.
 """
@@ -160,6 +161,8 @@ class Server:
         """Bind and listen; on return `port` is the bound port."""
         if self._server is not None:
             raise RuntimeError("server already started")
+        if not self._slots:  # one slot at start: a heap too small to serve one connection fails here, not later
+            self._slots.append(_Slot(self.limits))
         port = self.port
         tries = 8 if port == 0 and MICROPYTHON else 1
         while True:
