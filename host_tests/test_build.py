@@ -210,7 +210,7 @@ def expected_board_files(checkout, out, modules, extras=()):
 
 def test_build_writes_every_output_and_reports_progress(full):
     out, report, proc = full
-    assert sorted(os.listdir(out)) == ["littlefs.img", "mpy", "romfs.img", "size-report.json"]
+    assert sorted(os.listdir(out)) == ["config.checked", "littlefs.img", "mpy", "romfs.img", "size-report.json"]
     with open(os.path.join(out, "size-report.json")) as f:
         assert json.load(f) == report
     assert "build: compiling" in proc.stderr and "build: wrote" in proc.stderr
@@ -293,7 +293,8 @@ def test_the_littlefs_image_mounts_and_runs_the_lib_in_the_unix_port(checkout, f
     modules = built_modules(checkout)
     seen = inspect(MOUNT_LITTLEFS % {"image": os.path.join(out, "littlefs.img")}, modules)
     assert seen["files"] == expected_board_files(
-        checkout, out, modules, [("config.json", CONFIG), ("secrets.json", SECRETS)])
+        checkout, out, modules, [("config.json", CONFIG), ("secrets.json", SECRETS),
+                                 ("config.checked", os.path.join(out, "config.checked"))])
     # Every module imports from the image exactly when it imports from source, and from the image.
     from_source = inspect(FROM_SOURCE % {"lib": os.path.join(checkout, "lib")}, modules)
     for name, result in seen["imports"].items():
@@ -499,7 +500,8 @@ def test_the_ca_the_config_names_goes_into_the_image(checkout, tmp_path):
     proc = build(checkout, "--out", out, "--only", "littlefs", "--json", "--config", str(tmp_path / "config.json"),
                  "--secrets", SECRETS, "--ca", str(ca))
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["images"]["littlefs"]["extras"] == ["config.json", "secrets.json", "certs/gw.der"]
+    assert json.loads(proc.stdout)["images"]["littlefs"]["extras"] == ["config.json", "secrets.json", "certs/gw.der",
+                                                                         "config.checked"]
     seen = inspect(MOUNT_LITTLEFS % {"image": os.path.join(out, "littlefs.img")}, [])
     assert seen["files"]["/certs/gw.der"] == sha256(str(ca))
 

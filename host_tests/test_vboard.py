@@ -179,9 +179,9 @@ def test_deploy_puts_firmware_and_config_on_a_virtual_board_and_it_sells(vboards
     proc = deploy(board.port, "--config", config, "--wait", "20")
     assert proc.returncode == 0, proc.stdout + proc.stderr + board.log()
     out = proc.stdout
-    files = len(sources.lib_modules(ROOT)) + 2 + 3  # the lib, boot.py and main.py, config, secrets and CA
+    files = len(sources.lib_modules(ROOT)) + 2 + 4  # the lib, boot.py and main.py, config, secrets, CA, config.checked
     for step in ("[1/7]", "[2/7] building", "[3/7] connecting", "[5/7] copying %d files" % files,
-                 "copied    boot.py", "copied    lib/wpwithin/app.mpy", "copied    secrets.json",
+                 "copied    boot.py", "copied    lib/wpwithin/app.mpy", "copied    secrets.json", "copied    config.checked",
                  "%d files match" % files, "board: [wpw] running: 127.0.0.1:%d" % port, "done: the app is running"):
         assert step in out, (step, out)
     secret = open(os.path.join(tmp_path / "thing", "secrets.json")).read()

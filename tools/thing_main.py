@@ -46,10 +46,10 @@ def main(argv):
     if len(argv) != 3:
         say("usage: thing_main.py CONFIG SECRETS")
         return 2
-    from wpwithin import config as config_file  # as on a board: unloaded once the files are checked
+    from wpwithin import checked_config as config_file  # as on a board: config.checked, else the checker
 
     try:
-        config, secrets = config_file.load(argv[1], argv[2], unload=True)
+        config, secrets = config_file.load(argv[1], argv[2])
     except config_file.ConfigError as exc:
         say("configuration error: %s" % exc)
         return 2

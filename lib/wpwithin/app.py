@@ -126,11 +126,11 @@ def should_start(board):
 
 def load(board, config_path="config.json", secrets_path="secrets.json"):
     """(Config, Secrets, CA bytes or None), or (None, None, None) after logging the field at fault."""
-    from wpwithin import config as config_file  # needed once per boot: load() unloads it
+    from wpwithin import checked_config  # the host-checked form; the full checker only for a hand edit
 
     try:
-        config, secrets = config_file.load(config_path, secrets_path, unload=True)
-    except config_file.ConfigError as exc:
+        config, secrets = checked_config.load(config_path, secrets_path)
+    except checked_config.ConfigError as exc:
         log("configuration error: %s" % exc)
         return None, None, None
     ca = None

@@ -6,6 +6,8 @@ shown: merchant keys, the token-signing secret, the consumer's card and
 WiFi credentials. Every problem raises ConfigError naming the field, e.g.
 "config.producer.services[0].prices[1].amount must be ...". Secrets are
 kept in a Secrets object whose repr() is the default one: no value shows.
+checked_form() is what host tools put on a board beside config.json, so
+a deployed board starts without this module (see checked_config).
 Config and Secrets have no methods, so once a board has loaded its
 configuration, load(..., unload=True) drops this module (its checks and
 messages, ~10 KB of heap from .mpy) and nothing holds it; listen_problem()
@@ -16,11 +18,8 @@ import sys
 from binascii import unhexlify
 
 from wpwithin import catalogue, discovery, wire
+from wpwithin.checked_config import Config, ConfigError, Secrets, digest, forget
 from wpwithin.errors import ProtocolError
-
-
-class ConfigError(ValueError):
-    pass
 
 
 DEFAULTS = {
@@ -131,18 +130,6 @@ def catalogue_from(services, where="services"):
     built = [_service(item, "%s[%d]" % (where, i)) for i, item in enumerate(services)]
     _unique([s.service_id for s in built], "%s has two services with the same id" % where)
     return catalogue.Catalogue(built)
-
-
-class Config:
-    """A checked config.json: device, network, gateway, producer, consumer (dicts, defaults filled in);
-    catalogue when the producer is enabled (producer then holds no "services"). Made by check()."""
-
-    catalogue = None
-
-
-class Secrets:
-    """Checked secrets: wifi_ssid, wifi_password, client_key, service_key, signing_secret, card. Made by
-    check_secrets(); repr() is the default one."""
 
 
 def check(obj):
@@ -324,10 +311,27 @@ def load(config_path, secrets_path, unload=False):
         return config, check_secrets(read(secrets_path, "secrets"), config)
     finally:
         if unload:
-            sys.modules.pop(__name__, None)
-            package = sys.modules.get("wpwithin")
-            if package is not None and "config" in dir(package):
-                delattr(package, "config")
+            forget(__name__)
+
+
+def checked_form(config_path, secrets_path):
+    """The text of config.checked for these two files (checked_config says what a board does with it);
+    ConfigError as load(). Host tools write it beside config.json."""
+    import json
+
+    cfg = load(config_path, secrets_path)[0]
+    files = []
+    for path in (config_path, secrets_path):
+        with open(path, "rb") as f:
+            files.append(f.read())
+    services = None
+    if cfg.catalogue is not None:
+        services = [[s.service_id, s.name, s.description, s.capacity,
+                     [[p.price_id, p.amount, p.currency, p.unit_id, p.unit_description, p.description,
+                       p.min_units, p.max_units] for p in s.prices.values()]]
+                    for s in cfg.catalogue.services.values()]
+    return json.dumps({"sha256": digest(files[0], files[1]), "services": services,
+                       "settings": [cfg.device, cfg.network, cfg.gateway, cfg.producer, cfg.consumer]})
 
 
 def read(path, what="config"):

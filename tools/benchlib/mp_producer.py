@@ -39,9 +39,9 @@ def main(argv):
 
     gc.collect()
     say("heap image=%d imported=%d" % (held, gc.mem_alloc() - held))
-    from wpwithin import config as config_file
+    from wpwithin import checked_config as config_file
 
-    config, secrets = config_file.load(argv[1], argv[2], unload=True)  # as app.py does on a board
+    config, secrets = config_file.load(argv[1], argv[2])  # as app.py does on a board
     del config_file
     ca = None
     if config.gateway["ca"]:  # an absolute path (the bench's config names it so)

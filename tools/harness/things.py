@@ -1,6 +1,7 @@
 """Things on this host: their config and secrets, and Things, consumers and the gateway started as a group.
 
-thing_files() writes the config.json and secrets.json of a Thing on
+thing_files() writes the config.json and secrets.json of a Thing (and
+config.checked, as tools/deploy does) on
 loopback (or at another address, e.g. in a network namespace): the
 device defaults except what a host needs (addresses, ports, the simulated
 gateway) and what is passed in. Things starts processes for one test, run
@@ -82,6 +83,15 @@ def thing_files(folder, server_id, gateway_url, ca=None, ports=None, host="127.0
     for name, obj in (("config.json", config), ("secrets.json", secrets_obj)):
         with open(os.path.join(folder, name), "w") as f:
             json.dump(obj, f, indent=1)
+    from wpwithin import config as config_file
+
+    try:  # config.checked, as tools/deploy writes it: a Thing starts from it without the checker
+        checked = config_file.checked_form(os.path.join(folder, "config.json"), os.path.join(folder, "secrets.json"))
+    except config_file.ConfigError:
+        checked = None  # a config made to be refused: the Thing's own check says so
+    if checked is not None:
+        with open(os.path.join(folder, "config.checked"), "w") as f:
+            f.write(checked)
     return os.path.join(folder, "config.json")
 
 

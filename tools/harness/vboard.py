@@ -144,8 +144,9 @@ def board_folder(folder, firmware, config=None):
     shutil.copytree(os.path.join(firmware, "mpy"), folder)
     if config:
         here = os.path.dirname(config)
-        for name in ("config.json", "secrets.json", "ca.der"):
-            shutil.copyfile(os.path.join(here, name), os.path.join(folder, name))
+        for name in ("config.json", "secrets.json", "ca.der", "config.checked"):
+            if name != "config.checked" or os.path.isfile(os.path.join(here, name)):
+                shutil.copyfile(os.path.join(here, name), os.path.join(folder, name))
     return str(folder)
 
 

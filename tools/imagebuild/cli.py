@@ -6,7 +6,8 @@ Outputs in --out (default firmware/build/):
   romfs.img            ROMFS image of lib/ (mpremote romfs build); `mpremote romfs deploy`
   littlefs.img         LittleFS v2 image of the board filesystem (/boot.py, /main.py,
                        /lib/wpwithin/*.mpy; with --config also /config.json, /secrets.json
-                       and the CA file config.gateway.ca names, checked as tools/deploy checks them)
+                       and the CA file config.gateway.ca names, checked as tools/deploy checks them,
+                       with config.checked, the checked form the board starts from)
   size-report.json     per module .py/.mpy bytes, per image bytes
 The .mpy tree is always built: it is the input of both images. --producer-only
 leaves out the consumer-only modules (wpwithin/card.py, consumer.py, consumer_role.py, scanner.py, wallet.py).
@@ -24,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from imagebuild import BuildError, compiler, littlefs, package_json, report, romfs, sources, toolchain
 
-OUTPUTS = ("mpy", "romfs.img", "littlefs.img", "size-report.json",
+OUTPUTS = ("mpy", "romfs.img", "littlefs.img", "size-report.json", "config.checked",
            "romfs.img.part", "littlefs.img.part")  # .part: an image being written when a build was killed
 IMAGES = ("mpy", "romfs", "littlefs")
 DEFAULT_FS_SIZE = "2M"
@@ -163,6 +164,11 @@ def build(args, root):
         progress("wrote %s: %d bytes (mpremote romfs build --no-mpy)" % (image, images["romfs"]["bytes"]))
 
     if "littlefs" in wanted:
+        if extras:  # the checked form the board starts from, beside the config
+            from vboardlib import boardfiles
+
+            host, board = boardfiles.write_checked(args.config, dict(extras)["secrets.json"], out)
+            extras.append((board, host))
         image = os.path.join(out, "littlefs.img")
         files = [("/" + f, os.path.join(tree, f)) for f in board_files] + [("/" + n, p) for n, p in extras]
         stats = littlefs.build(tools["micropython"], files, image, args.fs_size_bytes)

@@ -6,7 +6,8 @@ finds them on the host: the secrets beside the config unless given, the
 CA at the config's own path relative to the config's folder unless
 given. check() runs the lib's own config loader (wpwithin.config, under
 CPython) so a mistake is reported, naming the field, before anything
-touches a board. Used by tools/vboard and tools/deploy. Never prints,
+touches a board; write_checked() then makes config.checked, the checked
+form a board starts from without loading the checker (wpwithin.checked_config). Used by tools/vboard and tools/deploy. Never prints,
 returns or logs the contents of a file: secrets.json holds keys.
 """
 import json
@@ -74,3 +75,13 @@ def check(config, secrets=None):
     except config_file.ConfigError as exc:
         return "configuration error: %s" % exc
     return None
+
+
+def write_checked(config, secrets, folder):
+    """(host path, board path) of config.checked for a config and secrets check() accepted, written in folder."""
+    from wpwithin import config as config_file
+
+    path = os.path.join(folder, "config.checked")
+    with open(path, "w") as f:
+        f.write(config_file.checked_form(config, secrets))
+    return path, "config.checked"

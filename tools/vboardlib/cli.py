@@ -83,6 +83,9 @@ def main(argv):
             print("vboard: warning: %s" % found, file=sys.stderr)
 
     state = tempfile.mkdtemp(prefix="vboard-")
+    if args.config and not found and "secrets.json" in dict((b, h) for h, b in files.files):
+        put += ["--put"] + list(boardfiles.write_checked(
+            args.config, dict((b, h) for h, b in files.files)["secrets.json"], state))
     try:
         if args.dir:
             os.makedirs(args.dir, exist_ok=True)

@@ -145,7 +145,7 @@ def check_config(args):
     problem = boardfiles.check(args.config, dict((b, h) for h, b in files.files)["secrets.json"])
     if problem:
         raise Failure(2, "%s (nothing was deployed)" % problem)
-    say("[1/7] config %s and its secrets are valid; the board gets %s"
+    say("[1/7] config %s and its secrets are valid; the board gets %s and config.checked"
         % (args.config, ", ".join(board for _, board in files.files)))
     return files.files
 
@@ -271,6 +271,9 @@ def deploy(args):
     extras = check_config(args)
     scratch = tempfile.mkdtemp(prefix="deploy-")
     try:
+        if extras:  # the checked form the board starts from (secrets.json's host path from the plan)
+            extras.append(boardfiles.write_checked(args.config, dict((b, h) for h, b in extras)["secrets.json"],
+                                                   scratch))
         tree = build(args, scratch)
         files = firmware_files(tree)
         size = sum(os.path.getsize(h) for h, _ in files + extras)
