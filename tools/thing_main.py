@@ -77,7 +77,7 @@ def main(argv):
             pass  # interrupted twice (Ctrl-C reaches tools/thing's whole group): stop as things are
         say("stopped")
     except OSError as exc:
-        from wpwithin.config import listen_problem
+        from wpwithin.listen_problem import listen_problem
 
         why = listen_problem(thing, exc)
         if why is None:

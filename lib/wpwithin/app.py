@@ -259,7 +259,7 @@ def main(board, hooks=None, config_path="config.json", secrets_path="secrets.jso
     except Exception as exc:  # a crash outside any supervised task, e.g. the port is taken
         _stop_now()
         state["mode"] = "crashed"
-        from wpwithin.config import listen_problem  # loaded again only for this message
+        from wpwithin.listen_problem import listen_problem  # loaded again only for this message
 
         why = listen_problem(state["thing"], exc)
         log("app crashed: %s; repl.status() shows the state, repl.restart() starts it again" % (why or repr(exc)))

@@ -10,11 +10,9 @@ checked_form() is what host tools put on a board beside config.json, so
 a deployed board starts without this module (see checked_config).
 Config and Secrets have no methods, so once a board has loaded its
 configuration, load(..., unload=True) drops this module (its checks and
-messages, ~10 KB of heap from .mpy) and nothing holds it; listen_problem()
-words a server that could not listen (app.py loads it again for that). Never prints,
+messages, ~10 KB of heap from .mpy) and nothing holds it. Never prints,
 never logs, never writes.
 """
-import sys
 from binascii import unhexlify
 
 from wpwithin import catalogue, discovery, wire
@@ -279,25 +277,6 @@ def check_card(card, where="secrets.card", now=None):
     if not cvc.isdigit():
         raise ConfigError("%s.cvc must be 3 or 4 digits" % where)
     return Card(_check(card.get("name"), str, where + ".name"), number, month, year, cvc)
-
-
-def listen_problem(thing, exc):
-    """What to tell a person when a Thing's server could not listen (`exc`); None for any other error."""
-    import errno
-
-    server = thing.server if thing is not None else None
-    if not isinstance(exc, OSError) or server is None or server._server is not None:
-        return None
-    net = thing.config.network
-    code = exc.args[0] if exc.args else None
-    if code == errno.EADDRINUSE:
-        return ("%s:%d is already in use (another program, or this Thing started twice): stop that, or set "
-                "network.port to a free port (0: any)" % (net["host"], net["port"]))
-    # EADDRNOTAVAIL: MicroPython's errno has no name for it (99 on Linux, 125 in ESP-IDF's newlib)
-    if code == (125 if sys.platform == "esp32" else 99):
-        return ("network.host %s is not an address of this machine: set it to one of its addresses, "
-                "or 0.0.0.0 for all of them" % net["host"])
-    return "cannot listen on %s:%d (%r): check network.host and network.port" % (net["host"], net["port"], exc)
 
 
 def load(config_path, secrets_path, unload=False):
