@@ -17,7 +17,7 @@ figure from the same run and the ratio where microdot has an equivalent:
     full purchases/s against the simulated gateway
   5 discovery time, fast probe and broadcast only
   6 purchase latency, median and 95th percentile (MicroPython on both ends)
-  7 purchases done by 1, 8 and 32 consumers, producer capped at 64 KiB
+  7 purchases done by 1, 8 and 32 consumers, producer capped at 126 KiB
 Prints a table (and --json FILE: every figure with its raw measurements).
 Targets are reported, never asserted: the exit status is 0 when the bench
 ran, whatever the figures; 1 when it could not set up; 130 when interrupted.

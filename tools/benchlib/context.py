@@ -23,7 +23,7 @@ RUN_HEAP = 512 * 1024  # the heap of every run that is not a heap measurement, o
 
 FULL = {"purchases": 20, "anchor_requests": 20, "heap_step": 1024, "repeats": 3, "search_seconds": 150,
         "profile_purchases": 3, "clients": 4, "seconds": 5.0, "rounds": 3, "shoppers": 4, "fast_trials": 50,
-        "broadcast_trials": 20, "latency_purchases": 100, "scale_each": 3, "scale_heap": 64 * 1024,
+        "broadcast_trials": 20, "latency_purchases": 100, "scale_each": 3, "scale_heap": (110 + 16) * 1024,
         "scale_fallback_heap": RUN_HEAP}
 QUICK = dict(FULL, heap_step=4096, repeats=2, search_seconds=60, profile_purchases=2, seconds=1.5,
              rounds=1, fast_trials=5, broadcast_trials=4, latency_purchases=10, scale_each=1)
