@@ -217,8 +217,10 @@ def test_the_heap_report_is_off_by_default_and_answers_when_configured():
             asker.sendto(HEAP_QUERY, discovery.address(HOST, HEAP_PORT))
             data, _ = await asyncio.wait_for(discovery.recvfrom(asker), WAIT)
             report = json.loads(data)
-            assert sorted(report) == ["connections", "memAlloc", "memFree", "orders"]
-            assert report["orders"] == 0
+            assert sorted(report) == ["connections", "errors", "memAlloc", "memFree", "modules", "orders", "slots",
+                                      "spent"]
+            assert (report["orders"], report["spent"], report["errors"], report["connections"]) == (0, 0, 0, 0)
+            assert report["slots"] >= 1 and report["modules"] > 10
             if MICROPYTHON:
                 assert report["memAlloc"] > 0 and report["memFree"] > 0
             else:

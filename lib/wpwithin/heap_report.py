@@ -5,6 +5,7 @@ imports it then), so a board that does not debug its heap carries none of
 it. Never part of the producer's REST API or broadcasts.
 """
 import gc
+import sys
 
 from wpwithin import discovery, wire
 
@@ -19,7 +20,9 @@ class HeapReport:
     REST API or broadcasts. The answer is JSON: memAlloc and memFree
     (bytes; null on CPython, which has no such figures), connections
     open on the producer's server and orders in its ledger, so a caller
-    can tell an idle Thing from a busy one. Holds no secret, tells none.
+    can tell an idle Thing from a busy one; connection slots made, used-up
+    tokens remembered, errors kept for status() and modules loaded, so a
+    heap that grew says what grew with it. Holds no secret, tells none.
     """
 
     def __init__(self, thing, port):
@@ -55,7 +58,13 @@ class HeapReport:
         used = mem_alloc() if mem_alloc else None
         free = gc.mem_free() if mem_alloc else None
         thing = self.thing
+        server, role = thing.server, thing.producer
+        ledger = role.core.ledger if role is not None else None
         return wire.encode_json({
             "memAlloc": used, "memFree": free,
-            "connections": thing.server.connections if thing.server is not None else 0,
-            "orders": len(thing.producer.core.ledger.orders) if thing.producer is not None else 0})
+            "connections": server.connections if server is not None else 0,
+            "slots": len(server._slots) if server is not None else 0,
+            "orders": len(ledger.orders) if ledger is not None else 0,
+            "spent": len(ledger.spent) if ledger is not None else 0,
+            "errors": len(role.last_errors) if role is not None else 0,
+            "modules": len(sys.modules)})
