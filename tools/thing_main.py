@@ -54,9 +54,9 @@ def main(argv):
         say("configuration error: %s" % exc)
         return 2
     del config_file
-    net = config.network
-    if net.get("brokerCa"):
-        net["brokerCa"] = beside(argv[1], net["brokerCa"])  # fleet_link reads it when it starts
+    for section in (config.network, config.consumer):
+        if section.get("brokerCa"):
+            section["brokerCa"] = beside(argv[1], section["brokerCa"])  # read when the Thing starts
     ca = None
     if config.gateway["ca"]:
         path = beside(argv[1], config.gateway["ca"])

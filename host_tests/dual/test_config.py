@@ -157,6 +157,30 @@ def test_broker_secrets():
     assert not hasattr(plain, "broker_password")  # a Thing without a broker: no attributes for it
 
 
+def with_consumer_broker(**consumer):
+    obj = example()
+    obj["producer"]["enabled"] = False
+    obj["consumer"] = dict({"enabled": True}, **consumer)
+    return obj
+
+
+def test_a_consumer_broker_is_checked_as_the_producers_and_brings_the_broker_secrets():
+    cons = config.check(with_consumer_broker(broker="mqtts://10.0.0.2", brokerCa="fleet.pem")).consumer
+    assert (cons["broker"], cons["brokerCa"]) == ("mqtts://10.0.0.2", "fleet.pem")
+    assert "broker" not in config.check(with_consumer_broker()).consumer
+    assert error(with_consumer_broker(brokerCa="fleet.pem")) == (
+        "config.consumer.brokerCa is set but config.consumer.broker is not")
+    assert error(with_consumer_broker(broker="mqtts://b")).startswith(
+        "config.consumer.brokerCa is missing: an mqtts broker is verified against its CA certificate")
+    assert error(with_consumer_broker(broker="mqtt:/b")) == (
+        "config.consumer.broker must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    assert error(with_consumer_broker(broker="mqtt://b", brokerStatusInterval=5)).startswith(
+        "config.consumer.brokerStatusInterval is not a known setting")  # a consumer sends no status
+    cfg = config.check(with_consumer_broker(broker="mqtt://b"))
+    secrets = config.check_secrets(dict(SECRETS, brokerUsername="car-7", brokerPassword="pw-9"), cfg)
+    assert (secrets.broker_username, secrets.broker_password) == ("car-7", "pw-9")
+
+
 def secrets_error(obj, consumer=False):
     cfg_obj = example()
     if consumer:

@@ -95,7 +95,7 @@ def _from_checked(config_path, secrets_path):
 
         c = given["card"]
         out.card = Card(c["name"], c["number"], c["expiryMonth"], c["expiryYear"], c["cvc"])
-    if cfg.network.get("broker") is not None:  # as config.load: the attributes only with a broker
+    if "broker" in cfg.network or "broker" in cfg.consumer:  # as config.load: the attributes only with a broker
         out.broker_username = given.get("brokerUsername")
         out.broker_password = given.get("brokerPassword")
     return cfg, out

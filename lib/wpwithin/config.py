@@ -33,9 +33,11 @@ DEFAULTS = {
 }
 
 
-# Only with network.broker set (the link to an MQTT broker, fleet_link.py): a Thing without one keeps
-# the network settings it had, and never loads the MQTT modules.
+# Only with network.broker (the producer's link to an MQTT broker, fleet_link.py) or consumer.broker
+# (adverts heard there, scanner.py) set: a Thing without one keeps the settings it had, and never
+# loads the MQTT modules.
 _BROKER = {"brokerCa": None, "brokerStatusInterval": 30}
+_CONSUMER_BROKER = {"brokerCa": None}
 _PRICE_KEYS = ("id", "amount", "currency", "unitId", "unitDescription", "description", "minUnits", "maxUnits")
 _SERVICE_KEYS = ("id", "name", "description", "capacity", "prices")
 _SECRET_KEYS = ("wifiSsid", "wifiPassword", "merchantClientKey", "merchantServiceKey", "tokenSigningSecret", "card",
@@ -138,7 +140,7 @@ def check(obj):
     cfg.network = _merge("network", obj.get("network"), "config.network", ("broker",) + tuple(_BROKER))
     cfg.gateway = _merge("gateway", obj.get("gateway"), "config.gateway")
     cfg.producer = _merge("producer", obj.get("producer"), "config.producer")
-    cfg.consumer = _merge("consumer", obj.get("consumer"), "config.consumer")
+    cfg.consumer = _merge("consumer", obj.get("consumer"), "config.consumer", ("broker",) + tuple(_CONSUMER_BROKER))
     net = cfg.network
     _check(net["port"], int, "config.network.port", 0, 65535)
     _check(net["broadcastPort"], int, "config.network.broadcastPort", 1, 65535)
@@ -152,13 +154,12 @@ def check(obj):
     if not wire.is_url_prefix(net["urlPrefix"]):  # the rule our consumers apply to the broadcast
         raise ConfigError("config.network.urlPrefix must be empty or a path like /api (no trailing /, .., //, "
                           "spaces, ?, # or %)")
-    if net.get("broker") is not None:
-        _broker(net, cfg.producer["enabled"])
-    else:
-        net.pop("broker", None)  # thing.py starts the broker link when the key is there
-        for key in _BROKER:
-            if key in net:
-                raise ConfigError("config.network.%s is set but config.network.broker is not" % key)
+    if _broker(net, "config.network", _BROKER):
+        if not cfg.producer["enabled"]:
+            raise ConfigError("config.network.broker: the broker carries a producer's advert; enable "
+                              "config.producer (a consumer hears adverts with config.consumer.broker)")
+        _check(net["brokerStatusInterval"], int, "config.network.brokerStatusInterval", 5, 86400)
+    _broker(cfg.consumer, "config.consumer", _CONSUMER_BROKER)
     gateway = cfg.gateway
     url = _check(gateway["url"], str, "config.gateway.url")
     if not (url.startswith("https://") or url.startswith("http://")):
@@ -188,26 +189,31 @@ def check(obj):
     return cfg
 
 
-def _broker(net, producer):
-    """network.broker and its settings checked, their defaults filled in."""
+def _broker(section, where, defaults):
+    """True if the section sets a broker: its URL and CA checked, the defaults filled in. Without
+    one its key is dropped (thing.py starts what needs a broker when the key is there)."""
+    if section.get("broker") is None:
+        section.pop("broker", None)
+        for key in defaults:
+            if key in section:
+                raise ConfigError("%s.%s is set but %s.broker is not" % (where, key, where))
+        return False
     from wpwithin.mqtt import parse_url  # only when a broker is configured
 
-    for key in _BROKER:
-        net.setdefault(key, _BROKER[key])
-    url = _check(net["broker"], str, "config.network.broker", 1, wire.MAX_HOST_LEN + 14)
+    for key in defaults:
+        section.setdefault(key, defaults[key])
+    url = _check(section["broker"], str, where + ".broker", 1, wire.MAX_HOST_LEN + 14)
     try:
         tls = parse_url(url)[0]
     except ValueError as exc:
-        raise ConfigError("config.network.broker %s" % exc)
-    if not producer:
-        raise ConfigError("config.network.broker: the broker carries a producer's advert; enable config.producer")
-    if net["brokerCa"] is not None:
-        _check(net["brokerCa"], str, "config.network.brokerCa", 1, 128)
+        raise ConfigError("%s.broker %s" % (where, exc))
+    if section["brokerCa"] is not None:
+        _check(section["brokerCa"], str, where + ".brokerCa", 1, 128)
     elif tls:
-        raise ConfigError("config.network.brokerCa is missing: an mqtts broker is verified against its CA "
-                          "certificate; put that file (PEM or DER) beside config.json and set "
-                          "config.network.brokerCa to its name (or use an mqtt:// url)")
-    _check(net["brokerStatusInterval"], int, "config.network.brokerStatusInterval", 5, 86400)
+        raise ConfigError("%s.brokerCa is missing: an mqtts broker is verified against its CA certificate; put "
+                          "that file (PEM or DER) beside config.json and set %s.brokerCa to its name (or use an "
+                          "mqtt:// url)" % (where, where))
+    return True
 
 
 def _hex_secret(value, where):
@@ -241,7 +247,8 @@ def check_secrets(obj, config):
         out.client_key = _key(obj.get("merchantClientKey"), "secrets.merchantClientKey", "client", "S")
         out.service_key = _key(obj.get("merchantServiceKey"), "secrets.merchantServiceKey", "service", "C")
         out.signing_secret = _hex_secret(obj.get("tokenSigningSecret"), "secrets.tokenSigningSecret")
-    if config.network.get("broker") is not None:  # attributes only then: a Thing without a broker keeps its heap
+    # The broker's user and password: attributes only with a broker, so a Thing without one keeps its heap.
+    if "broker" in config.network or "broker" in config.consumer:
         user = obj.get("brokerUsername")
         out.broker_username = None if user is None else _check(user, str, "secrets.brokerUsername", 1, 256)
         password = obj.get("brokerPassword")

@@ -120,8 +120,9 @@ class Producer:
 
 class ConsumerRole:
     def __init__(self, client_id, card, gateway, timeout=10, busy_retries=BUSY_RETRIES, wallet=None,
-                 journal=None, payment_timeout=None, clock=None, log=None):
-        """`wallet` and `journal` (wpwithin.wallet.load(journal)) journal every step; `clock` gives Unix seconds."""
+                 journal=None, payment_timeout=None, clock=None, log=None, broker=None):
+        """`wallet` and `journal` (wpwithin.wallet.load(journal)) journal every step; `clock` gives Unix seconds;
+        `broker()` makes the mqtt.Client of the broker where discover() also hears producers' adverts."""
         self.client_id = client_id
         self._card = card
         self.gateway = gateway
@@ -133,6 +134,7 @@ class ConsumerRole:
         self.journal = journal
         self.clock = clock or _now
         self.log = log or (lambda message: None)
+        self.broker = broker
         self._conns = http_client.Reuse(timeout)
 
     def __repr__(self):
@@ -148,9 +150,11 @@ class ConsumerRole:
                        probe_port=discovery.PROBE_PORT, wanted=None):
         """Producers heard within timeout_ms, as Producer objects (fast with probe_to).
 
-        Ends early once `enough` producers, or the one whose serverID is `wanted`, are heard.
+        Ends early once `enough` producers, or the one whose serverID is `wanted`, are heard. With a
+        broker, its adverts count as broadcasts do.
         """
-        found = await scanner.scan(timeout_ms, port, probe_to, probe_port, enough, wanted)
+        found = await scanner.scan(timeout_ms, port, probe_to, probe_port, enough, wanted, None,
+                                   self.broker and self.broker(), self.log)
         return [Producer.from_broadcast(found[k]) for k in sorted(found)]
 
     async def _call(self, producer, method, route, body=None, timeout=None):

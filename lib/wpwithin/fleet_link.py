@@ -67,17 +67,11 @@ class FleetLink:
         self.interval = net["brokerStatusInterval"]
         self.sales = thing.producer.hooks = SalesCount(thing.producer.hooks)
         self.started = thing.board.time() if thing.board.time_known() else None
-        tls, host, port = mqtt.parse_url(net["broker"])
-        ssl = None
-        if tls:
-            from wpwithin.tls import tls_context
-
-            with open(net["brokerCa"], "rb") as f:
-                ssl = tls_context(cadata=f.read())
         sid = thing.server_id
-        self.client = mqtt.Client(host, port, sid, getattr(secrets, "broker_username", None) or sid,
-                                  getattr(secrets, "broker_password", None), min(self.interval * 2, 65535),
-                                  (TOPIC % (sid, "advert"), b"", True), ssl, max_packet=_MAX_PACKET)
+        self.client = mqtt.client_for(net["broker"], net["brokerCa"], sid,
+                                      getattr(secrets, "broker_username", None) or sid,
+                                      getattr(secrets, "broker_password", None), min(self.interval * 2, 65535),
+                                      (TOPIC % (sid, "advert"), b"", True), _MAX_PACKET)
         self.url = net["broker"]
         self.connected = False
         self.failures = 0  # connection attempts failed since the link was last up

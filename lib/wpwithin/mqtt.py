@@ -61,6 +61,18 @@ def parse_url(url):
     return scheme == "mqtts", host, int(port)
 
 
+def client_for(url, ca_path, client_id, username, password, keepalive=60, will=None, max_packet=MAX_PACKET):
+    """A Client for a configured broker url (parse_url's); over mqtts verified against the CA file at ca_path."""
+    tls, host, port = parse_url(url)
+    ssl = None
+    if tls:
+        from wpwithin.tls import tls_context
+
+        with open(ca_path, "rb") as f:
+            ssl = tls_context(cadata=f.read())
+    return Client(host, port, client_id, username, password, keepalive, will, ssl, max_packet=max_packet)
+
+
 class Client:
     """One MQTT session with one broker: connect(), then publish/subscribe/recv/ping, then disconnect()."""
 

@@ -2,8 +2,12 @@
 
 Anyone can send anything to the broadcast port, so every datagram is
 decoded and checked (consumer.parse_broadcast) and what is not a valid
-broadcast message is ignored. Consumer-only: producer-only images leave
-it out. Never sends anything but one probe.
+broadcast message is ignored. With a broker (consumer.broker), the
+adverts producers keep there (wpw/v1/things/{serverID}/advert, the same
+message) are heard too, each checked the same way and taken only under
+its own serverID's topic; a broker that cannot be reached costs only its
+adverts. Consumer-only: producer-only images leave it out. Never sends
+anything but one probe (and, to a broker, a subscription).
 """
 import asyncio
 
@@ -20,33 +24,60 @@ def parse_datagram(data):
         return None
 
 
+ADVERTS = "wpw/v1/things/+/advert"
+
+
+async def hear_broker(client, note, log):
+    """note(message, "broker") for each valid advert the broker holds or is sent, until cancelled."""
+    from wpwithin.mqtt import MQTTError  # only with a broker
+
+    try:
+        await client.connect()
+        await client.subscribe(ADVERTS)
+        while True:
+            got = await client.recv(1000)
+            if got is not None and got[1]:  # an empty advert is a Thing's will: it is gone
+                message = parse_datagram(got[1])
+                if message is not None and got[0] == ADVERTS.replace("+", message["serverID"]):
+                    note(message, "broker")
+    except MQTTError as exc:
+        log("scan: %s; hearing broadcasts only" % exc.message)
+    finally:
+        client.close()
+
+
 async def scan(timeout_ms, port=discovery.BROADCAST_PORT, probe_to=None, probe_port=discovery.PROBE_PORT, enough=0,
-               wanted=None, ways=None):
+               wanted=None, ways=None, broker=None, log=print):
     """Producers heard within timeout_ms: {serverID: broadcast message}.
 
     With probe_to (an address such as 255.255.255.255 or 127.255.255.255)
     a probe is sent first and answers are taken as they come; with
     `enough` the scan ends as soon as that many producers are known, with
-    `wanted` (a serverID) as soon as that one is. A `ways` dict gets, for
-    each serverID, how it was heard: ["broadcast"], ["probe"] or both.
+    `wanted` (a serverID) as soon as that one is. With `broker` (an
+    unconnected mqtt.Client) its adverts are heard too, and a broker
+    failure is told to log(). A `ways` dict gets, for each serverID, how
+    it was heard: "broadcast", "probe", "broker", in the order heard.
     """
     found = {}
     enough_found = asyncio.Event()
     listeners = [discovery.udp_socket(port)]
     tasks = []
 
+    def note(message, way):
+        found[message["serverID"]] = message
+        if ways is not None:
+            heard = ways.setdefault(message["serverID"], [])
+            if way not in heard:
+                heard.append(way)
+        if (enough and len(found) >= enough) or message["serverID"] == wanted:
+            enough_found.set()
+
     async def listen(sock, way):
         while True:
             data, _ = await discovery.recvfrom(sock)
             message = parse_datagram(data)
             if message is not None:
-                found[message["serverID"]] = message
-                if ways is not None:
-                    heard = ways.setdefault(message["serverID"], [])
-                    if way not in heard:
-                        heard.append(way)
-                if (enough and len(found) >= enough) or message["serverID"] == wanted:
-                    enough_found.set()
+                note(message, way)
 
     try:
         if probe_to:
@@ -54,6 +85,8 @@ async def scan(timeout_ms, port=discovery.BROADCAST_PORT, probe_to=None, probe_p
             listeners.append(prober)
             prober.sendto(discovery.PROBE, discovery.address(probe_to, probe_port))
         tasks = [asyncio.create_task(listen(s, "probe" if i else "broadcast")) for i, s in enumerate(listeners)]
+        if broker is not None:
+            tasks.append(asyncio.create_task(hear_broker(broker, note, log)))
         try:
             await asyncio.wait_for(enough_found.wait(), timeout_ms / 1000)
         except asyncio.TimeoutError:

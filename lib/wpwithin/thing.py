@@ -78,13 +78,22 @@ class Thing:
             from wpwithin.consumer_role import ConsumerRole, payment_wait
 
             # The wallet on flash: what a reset cut off is settled at start (same reference, same token).
-            self.wallet_journal = FileJournal(self.config.consumer["wallet"])
+            cons = self.config.consumer
+            self.wallet_journal = FileJournal(cons["wallet"])
             timeout = self.config.gateway["timeout"]
+            client_id = cons["clientId"] or self.server_id + "-consumer"
+            broker = None
+            if "broker" in cons:  # adverts heard there too; the client (and its TLS context) made per scan
+                def broker():
+                    from wpwithin.mqtt import client_for
+
+                    return client_for(cons["broker"], cons["brokerCa"], client_id,
+                                      self._secrets.broker_username or self.server_id, self._secrets.broker_password)
             self.consumer = ConsumerRole(
-                self.config.consumer["clientId"] or self.server_id + "-consumer", self._secrets.card,
+                client_id, self._secrets.card,
                 GatewayClient(self.config.gateway["url"], ca=self.gateway_ca, timeout=timeout),
                 timeout=timeout, wallet=wallet.load(self.wallet_journal), journal=self.wallet_journal,
-                payment_timeout=payment_wait(timeout), log=self.log)
+                payment_timeout=payment_wait(timeout), log=self.log, broker=broker)
             self.tasks.append(self._spawn("wallet resume", self.consumer.keep_resuming))
         if self.config.network["debugHeap"]:
             from wpwithin.heap_report import HeapReport  # debugging only: not loaded unless turned on

@@ -60,7 +60,8 @@ def thing_files(folder, server_id, gateway_url, ca=None, ports=None, host="127.0
     ports: (broadcast port, probe port), free UDP ports when None. ca: the
     gateway's CA file, named by its path, or with ca_beside copied beside
     the config and named so (a board reads it from its own flash).
-    network, producer and gateway update those sections, secrets the secrets.
+    network, producer and gateway update those sections, secrets the secrets;
+    consumer is True/False or the consumer section's settings (enabled then).
     """
     os.makedirs(folder, exist_ok=True)
     broadcast_port, probe_port = ports or free_ports(2, socket.SOCK_DGRAM)
@@ -74,7 +75,8 @@ def thing_files(folder, server_id, gateway_url, ca=None, ports=None, host="127.0
     section.update(producer or {})
     config = {"device": {"description": description or "%s (network test)" % server_id, "serverId": server_id},
               "network": net, "gateway": dict({"url": gateway_url, "ca": ca, "timeout": 10}, **(gateway or {})),
-              "producer": section, "consumer": {"enabled": consumer}}
+              "producer": section,
+              "consumer": dict({"enabled": True}, **consumer) if isinstance(consumer, dict) else {"enabled": consumer}}
     secrets_obj = {"merchantClientKey": keys[0], "merchantServiceKey": keys[1],
                    "tokenSigningSecret": os.urandom(32).hex()}
     if consumer:

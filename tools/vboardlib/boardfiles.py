@@ -42,9 +42,9 @@ def plan(config, secrets=None, ca=None, secrets_required=True):
         with open(config, "rb") as f:
             obj = json.loads(f.read().decode("utf-8"))
         board_ca = obj.get("gateway", {}).get("ca")
-        broker_ca = obj.get("network", {}).get("brokerCa")
+        broker_cas = [(section, obj.get(section, {}).get("brokerCa")) for section in ("network", "consumer")]
     except (ValueError, AttributeError):
-        board_ca = broker_ca = None  # check() names the problem
+        board_ca, broker_cas = None, []  # check() names the problem
     if isinstance(board_ca, str) and board_ca:
         host_ca = ca or os.path.join(os.path.dirname(os.path.abspath(config)), board_ca)
         if os.path.isfile(host_ca):
@@ -54,12 +54,16 @@ def plan(config, secrets=None, ca=None, secrets_required=True):
                                 % board_ca)
     elif ca:
         out.problems.append("--ca given, but the config has no gateway.ca saying where the board reads it")
-    if isinstance(broker_ca, str) and broker_ca and broker_ca != board_ca:
-        host_ca = os.path.join(os.path.dirname(os.path.abspath(config)), broker_ca)
-        if os.path.isfile(host_ca):
-            out.add(host_ca, broker_ca.lstrip("/"))
-        else:
-            out.problems.append("config.network.brokerCa names %s, which is not beside the config" % broker_ca)
+    copied = [board_ca]
+    for section, broker_ca in broker_cas:
+        if isinstance(broker_ca, str) and broker_ca and broker_ca not in copied:
+            copied.append(broker_ca)
+            host_ca = os.path.join(os.path.dirname(os.path.abspath(config)), broker_ca)
+            if os.path.isfile(host_ca):
+                out.add(host_ca, broker_ca.lstrip("/"))
+            else:
+                out.problems.append("config.%s.brokerCa names %s, which is not beside the config"
+                                    % (section, broker_ca))
     return out
 
 
