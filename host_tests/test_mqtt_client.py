@@ -5,7 +5,9 @@ as source, in a MicroPython subprocess; both must see the same outcomes:
 a retained advert with a will that clears it when the Thing drops off and
 not when it says DISCONNECT, QoS 1 acknowledged, pings answered, the
 CONNACK codes of a wrong password and of no user, and mqtts verified
-against the test CA (a wrong host name refused).
+against the test CA (a wrong host name refused); a consumer's scan with a
+broker hears an advert, drops it when the will empties it, and with a
+wrong password hears nothing and says why.
 """
 import asyncio
 import inspect
@@ -73,11 +75,31 @@ async def _checks(port, tls_port, ca, thing_pw, car_pw):
         out.append("accepted")
     except mqtt.MQTTError as exc:
         out.append("tls refused" if exc.message.startswith("TLS with broker 127.0.0.1:") else exc.message)
+
+    # A consumer's scan with a broker (consumer.broker): the advert heard, then dropped when the will empties it.
+    from wpwithin import scanner, wire
+
+    seller = client("thing-a", thing_pw, will=will, keepalive=10)
+    await seller.connect(3000)
+    await seller.publish(ADVERT, wire.encode_json(wire.broadcast("thing-a", "Bay 1", "127.0.0.1", 64521)), True, 1)
+    await seller.publish("wpw/v1/things/thing-a/other", b"{}", True, 1)  # not an advert: never taken
+    ways = {}
+    found = await scanner.scan(1000, 0, broker=client("car", car_pw), ways=ways, wanted="thing-a", log=out.append)
+    out.append("heard %s by %s" % (",".join(found), ways.get("thing-a")))
+
+    async def drop_off():
+        await asyncio.sleep(0.5)
+        seller.close()  # its will empties the advert while the next scan listens
+    dropping = asyncio.create_task(drop_off())
+    found = await scanner.scan(1500, 0, broker=client("car", car_pw), log=out.append)
+    await dropping
+    out.append("after the will: %s" % (",".join(found) or "none"))
+    found = await scanner.scan(500, 0, broker=client("car", "wrong"), log=lambda m: out.append(m[:30]))
     return out
 
 
 EXPECTED = ["qos1", "retained", "pong", "will", "cleared", "live", "no will", "code 5", "code 5", "tls",
-            "tls refused"]
+            "tls refused", "heard thing-a by ['broker']", "after the will: none", "scan: CONNACK code 5: not auth"]
 
 
 def _args(b):

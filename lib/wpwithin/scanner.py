@@ -27,8 +27,9 @@ def parse_datagram(data):
 ADVERTS = "wpw/v1/things/+/advert"
 
 
-async def hear_broker(client, note, log):
-    """note(message, "broker") for each valid advert the broker holds or is sent, until cancelled."""
+async def hear_broker(client, note, gone, log):
+    """note(message, "broker") for each valid advert the broker holds or is sent, gone(serverID) for each
+    emptied (a Thing's will), until cancelled."""
     from wpwithin.mqtt import MQTTError  # only with a broker
 
     try:
@@ -36,10 +37,14 @@ async def hear_broker(client, note, log):
         await client.subscribe(ADVERTS)
         while True:
             got = await client.recv(1000)
-            if got is not None and got[1]:  # an empty advert is a Thing's will: it is gone
-                message = parse_datagram(got[1])
-                if message is not None and got[0] == ADVERTS.replace("+", message["serverID"]):
-                    note(message, "broker")
+            if got is None:
+                continue
+            if not got[1]:  # an empty advert is a Thing's will: it is gone
+                gone(got[0][14:-7])
+                continue
+            message = parse_datagram(got[1])
+            if message is not None and got[0] == ADVERTS.replace("+", message["serverID"]):
+                note(message, "broker")
     except MQTTError as exc:
         log("scan: %s; hearing broadcasts only" % exc.message)
     finally:
@@ -55,20 +60,21 @@ async def scan(timeout_ms, port=discovery.BROADCAST_PORT, probe_to=None, probe_p
     `enough` the scan ends as soon as that many producers are known, with
     `wanted` (a serverID) as soon as that one is. With `broker` (an
     unconnected mqtt.Client) its adverts are heard too, and a broker
-    failure is told to log(). A `ways` dict gets, for each serverID, how
+    failure is told to log(); a producer heard only there whose advert is
+    emptied meanwhile (its will) is dropped. A `ways` dict gets, for each serverID, how
     it was heard: "broadcast", "probe", "broker", in the order heard.
     """
     found = {}
+    ways = {} if ways is None else ways
     enough_found = asyncio.Event()
     listeners = [discovery.udp_socket(port)]
     tasks = []
 
     def note(message, way):
         found[message["serverID"]] = message
-        if ways is not None:
-            heard = ways.setdefault(message["serverID"], [])
-            if way not in heard:
-                heard.append(way)
+        heard = ways.setdefault(message["serverID"], [])
+        if way not in heard:
+            heard.append(way)
         if (enough and len(found) >= enough) or message["serverID"] == wanted:
             enough_found.set()
 
@@ -86,7 +92,11 @@ async def scan(timeout_ms, port=discovery.BROADCAST_PORT, probe_to=None, probe_p
             prober.sendto(discovery.PROBE, discovery.address(probe_to, probe_port))
         tasks = [asyncio.create_task(listen(s, "probe" if i else "broadcast")) for i, s in enumerate(listeners)]
         if broker is not None:
-            tasks.append(asyncio.create_task(hear_broker(broker, note, log)))
+            def gone(server_id):  # its advert emptied: gone, unless it was heard on the network too
+                if ways.get(server_id) == ["broker"]:
+                    del found[server_id], ways[server_id]
+
+            tasks.append(asyncio.create_task(hear_broker(broker, note, gone, log)))
         try:
             await asyncio.wait_for(enough_found.wait(), timeout_ms / 1000)
         except asyncio.TimeoutError:
