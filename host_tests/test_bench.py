@@ -19,10 +19,12 @@ from benchlib import heapsearch, report
 
 BENCH = os.path.join(mpy.ROOT, "tools", "bench.py")
 WITH_ANCHOR = ("min_heap_mpy", "min_heap_romfs", "heap_imported_mpy", "heap_peak_mpy", "heap_imported_romfs",
-               "heap_peak_romfs", "code_mpy", "code_romfs", "rps_keepalive", "rps_new_connection", "discovery_fast")
+               "heap_peak_romfs", "heap_working_mpy", "heap_working_romfs", "code_mpy", "code_romfs", "rps_keepalive",
+               "rps_new_connection", "discovery_fast", "link_after", "link_peak")
 WITHOUT_ANCHOR = ("min_heap_mpy_esp32", "min_heap_romfs_esp32", "min_heap_floor", "purchases_per_s", "discovery_broadcast", "latency_median", "latency_p95",
                   "scale_1", "scale_8", "scale_32")
-TARGETED = ("min_heap_mpy", "min_heap_mpy_esp32", "min_heap_romfs", "min_heap_romfs_esp32", "code_mpy", "rps_keepalive", "rps_new_connection", "discovery_fast",
+TARGETED = ("min_heap_mpy", "min_heap_mpy_esp32", "min_heap_romfs", "min_heap_romfs_esp32", "heap_imported_mpy",
+            "heap_working_mpy", "code_mpy", "rps_keepalive", "rps_new_connection", "discovery_fast",
             "scale_1", "scale_8", "scale_32")
 KEYS = {"id", "group", "title", "unit", "ours", "anchor", "anchorWhat", "ratio", "target", "met", "status",
         "reason", "details"}
@@ -103,7 +105,9 @@ def test_targets_are_judged(quick_run):
     assert sorted(t["id"] for t in data["targets"]) == sorted(TARGETED)
     # what the issue defines, checked on the reported numbers rather than re-measured
     code = figures["code_mpy"]
-    assert code["met"] == (code["ours"] <= code["anchor"])
+    assert code["met"] == (code["ours"] <= 40 * 1024)
+    working = figures["heap_working_mpy"]
+    assert working["ours"] == figures["heap_peak_mpy"]["ours"] - figures["heap_imported_mpy"]["ours"]
 
 
 def test_table_shows_every_figure(quick_run):
@@ -112,7 +116,7 @@ def test_table_shows_every_figure(quick_run):
     assert "anchor (microdot)" in out and "ratio" in out and "Targets met:" in out
     for fig in data["figures"]:
         assert fig["title"][:44] in out, fig["id"]
-    for number in range(1, 8):
+    for number in range(1, 9):
         assert "\n%d. " % number in out
 
 

@@ -18,6 +18,8 @@ figure from the same run and the ratio where microdot has an equivalent:
   5 discovery time, fast probe and broadcast only
   6 purchase latency, median and 95th percentile (MicroPython on both ends)
   7 purchases done by 1, 8 and 32 consumers, producer capped at 126 KiB
+  8 heap after start and at peak with the MQTT broker link up (real mosquitto),
+    next to the same producer without it
 Prints a table (and --json FILE: every figure with its raw measurements).
 Targets are reported, never asserted: the exit status is 0 when the bench
 ran, whatever the figures; 1 when it could not set up; 130 when interrupted.
@@ -38,7 +40,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools")]
 
-from benchlib import fig_discovery, fig_heap, fig_scale, fig_size, fig_speed, report  # noqa: E402
+from benchlib import fig_discovery, fig_heap, fig_link, fig_scale, fig_size, fig_speed, report  # noqa: E402
 from benchlib.context import RUN_HEAP, Bench  # noqa: E402
 from harness import process  # noqa: E402
 
@@ -50,6 +52,7 @@ GROUPS = {
     5: ("discovery", fig_discovery.figures),
     6: ("purchase latency", fig_speed.latency),
     7: ("scale", fig_scale.figures),
+    8: ("MQTT broker link", fig_link.figures),
 }
 WORD = {64: "64-bit: objects up to twice an ESP32's", 32: "32-bit, as an ESP32"}
 METHOD = [
@@ -93,7 +96,7 @@ def parse(argv):
         wanted = {1 if n == 2 else n for n in wanted}
         unknown = wanted - set(GROUPS)
         if unknown:
-            parser.error("--only: no group %s (groups: 1-7)" % ", ".join(map(str, sorted(unknown))))
+            parser.error("--only: no group %s (groups: 1-8)" % ", ".join(map(str, sorted(unknown))))
         args.groups = [n for n in GROUPS if n in wanted]
     else:
         args.groups = list(GROUPS)

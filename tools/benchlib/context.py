@@ -68,10 +68,11 @@ class Bench:
                               capture_output=True, text=True, timeout=30)
         return int(proc.stdout)
 
-    def producer_files(self, name="producer", network=None):
+    def producer_files(self, name="producer", network=None, secrets=None):
         """(config, secrets) of a fresh producer in a new folder (its own, empty journal): one service."""
         config = thing_files(self.runtime.folder(name), ours.SERVER_ID, self.gateway.url, self.gateway.ca_path,
-                             self.udp, network=network, services=SERVICES[:1], description="Bench producer")
+                             self.udp, network=network, services=SERVICES[:1], description="Bench producer",
+                             secrets=secrets)
         return config, os.path.join(os.path.dirname(config), "secrets.json")
 
     def start_producer(self, heap=RUN_HEAP, mode="mpy", control=0, network=None):

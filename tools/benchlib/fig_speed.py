@@ -80,7 +80,7 @@ def throughput(bench):
         for server in servers.values():
             server.stop()
     records = []
-    goal = report.target(">= 1.5x microdot", "ratio_min", 1.5)
+    goal = report.target(">= 2x microdot", "ratio_min", 2.0)
     clients = bench.settings["clients"]
     for keep, fid, title in ((True, "rps_keepalive", "GET prices/s, keep-alive"),
                              (False, "rps_new_connection", "GET prices/s, new connection each")):
