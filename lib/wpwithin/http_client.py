@@ -14,7 +14,7 @@ import asyncio
 import errno
 
 from wpwithin import http1
-from wpwithin.compat import const
+from wpwithin.compat import const, wait_for
 from wpwithin.errors import BAD_GATEWAY, ProtocolError, nth
 from wpwithin.net_errors import BadResponse, ConnectFailed, ConnectionDropped, HttpTimeout, NetError, TlsFailed
 
@@ -227,7 +227,7 @@ class Connection:
                                                               server_hostname=self.server_hostname or self.host)
                         else:
                             opening = asyncio.open_connection(self.host, self.port)
-                        self._reader, self._writer = await asyncio.wait_for(opening, self.timeout)
+                        self._reader, self._writer = await wait_for(opening, self.timeout)
                     except BaseException as exc:
                         raise self._failure(exc, _CONNECTING, False)
                 return await self._exchange(data, method, close)
@@ -261,7 +261,7 @@ class Connection:
             return
         writer.close()
         try:
-            await asyncio.wait_for(writer.wait_closed(), self.timeout)
+            await wait_for(writer.wait_closed(), self.timeout)
         except (OSError, ValueError, asyncio.TimeoutError):
             if transport is not None:
                 transport.abort()  # already broken, or the peer never said goodbye: closed either way
@@ -302,7 +302,7 @@ class Connection:
         sent = None
         try:
             writer.write(data)
-            await asyncio.wait_for(writer.drain(), self.timeout)
+            await wait_for(writer.drain(), self.timeout)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -398,8 +398,8 @@ class Connection:
         readinto = getattr(self._reader, "readinto", None)  # MicroPython: no bytes object per read
         try:
             if readinto is not None:
-                return await asyncio.wait_for(readinto(memoryview(self._buf)[pos:stop]), self.timeout) or 0
-            data = await asyncio.wait_for(self._reader.read(stop - pos), self.timeout)
+                return await wait_for(readinto(memoryview(self._buf)[pos:stop]), self.timeout) or 0
+            data = await wait_for(self._reader.read(stop - pos), self.timeout)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

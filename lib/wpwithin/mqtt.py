@@ -23,7 +23,7 @@ and a TLS handshake's key exchange is computed in one step.
 import asyncio
 
 from wpwithin import mqtt_wire as wire
-from wpwithin.compat import MICROPYTHON, const
+from wpwithin.compat import MICROPYTHON, const, wait_for
 from wpwithin.errors import nth
 from wpwithin.mqtt_wire import MQTTError  # noqa: F401  (mqtt.MQTTError is the public name)
 
@@ -244,7 +244,7 @@ class Client:
             if left <= 0:
                 return None
             try:
-                data = await asyncio.wait_for(self._reader.read(_READ), left / 1000)
+                data = await wait_for(self._reader.read(_READ), left / 1000)
             except asyncio.CancelledError:
                 raise
             except asyncio.TimeoutError:
@@ -284,7 +284,7 @@ class Client:
     async def _io(self, awaitable, ms, doing):
         """await awaitable within ms; a failure as the MQTTError saying what we were `doing`."""
         try:
-            return await asyncio.wait_for(awaitable, ms / 1000)
+            return await wait_for(awaitable, ms / 1000)
         except asyncio.CancelledError:
             raise
         except asyncio.TimeoutError:  # before OSError: CPython's is one
