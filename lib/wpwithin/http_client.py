@@ -14,9 +14,10 @@ import asyncio
 import errno
 
 from wpwithin import http1
-from wpwithin.compat import const, wait_for
+from wpwithin.compat import const
 from wpwithin.errors import BAD_GATEWAY, ProtocolError, nth
-from wpwithin.net_errors import BadResponse, ConnectFailed, ConnectionDropped, HttpTimeout, NetError, TlsFailed
+from wpwithin.net_errors import (BadResponse, ConnectFailed, ConnectionDropped, HttpTimeout, NetError, TlsFailed,
+                                 wait_for)
 
 TIMEOUT = 5  # seconds for connecting, for sending and for each read
 MAX_RESPONSE_BODY = const(4096)  # response body the client accepts

@@ -23,8 +23,9 @@ and a TLS handshake's key exchange is computed in one step.
 import asyncio
 
 from wpwithin import mqtt_wire as wire
-from wpwithin.compat import MICROPYTHON, const, wait_for
+from wpwithin.compat import MICROPYTHON, const
 from wpwithin.errors import nth
+from wpwithin.net_errors import wait_for
 from wpwithin.mqtt_wire import MQTTError  # noqa: F401  (mqtt.MQTTError is the public name)
 
 if MICROPYTHON:

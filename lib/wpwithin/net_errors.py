@@ -2,8 +2,10 @@
 
 Every failure of the HTTP client is one of these, all NetError, so a
 caller can retry, report or give up by type. Messages name the host, port
-and phase; they never hold headers, bodies, keys or tokens. Never does I/O.
+and phase; they never hold headers, bodies, keys or tokens. wait_for is
+the clients' deadline (HTTP and MQTT). Never does I/O.
 """
+from wpwithin.compat import MICROPYTHON
 
 
 class NetError(Exception):
@@ -38,3 +40,19 @@ class TlsFailed(NetError):
 
 class BadResponse(NetError):
     """The response broke HTTP/1.1 or one of our limits (too large, malformed)."""
+
+
+if MICROPYTHON:
+    from asyncio import wait_for  # noqa: F401
+else:
+    import asyncio
+
+    async def wait_for(awaitable, seconds):
+        """asyncio.wait_for that never loses a cancel: CPython 3.11's returns the result when what it
+        awaits finished in the same loop round as the caller was cancelled (python/cpython#86296), so a
+        Ctrl-C (asyncio.run cancels the main task) landing just as a send completed was lost and the
+        command went on to its end."""
+        result = await asyncio.wait_for(awaitable, seconds)
+        if asyncio.current_task().cancelling():
+            raise asyncio.CancelledError
+        return result

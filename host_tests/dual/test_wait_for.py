@@ -1,4 +1,4 @@
-"""compat.wait_for: a deadline that never loses a cancel, on both runtimes.
+"""net_errors.wait_for: a deadline that never loses a cancel, on both runtimes.
 
 A Ctrl-C reaches a command as a cancel of its main task; if what the task
 awaited finished in the same loop round, CPython 3.11's asyncio.wait_for
@@ -7,7 +7,7 @@ delivery the user had interrupted, and exited 0).
 """
 import asyncio
 
-from wpwithin.compat import wait_for
+from wpwithin.net_errors import wait_for
 
 
 def test_a_cancel_that_lands_as_the_awaited_finishes_is_not_lost():
