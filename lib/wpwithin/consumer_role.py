@@ -74,6 +74,13 @@ def maybe_charged(status, retried, message=""):
     return retried and status not in (PAYMENT_DECLINED, CONFLICT, 410)
 
 
+def broker_settings(section, secrets, server_id):
+    """(url, CA file, user, password) of the consumer section's broker (consumer.broker), or None."""
+    if "broker" not in section:
+        return None
+    return section["broker"], section["brokerCa"], secrets.broker_username or server_id, secrets.broker_password
+
+
 def _now():
     import time
 
@@ -122,7 +129,7 @@ class ConsumerRole:
     def __init__(self, client_id, card, gateway, timeout=10, busy_retries=BUSY_RETRIES, wallet=None,
                  journal=None, payment_timeout=None, clock=None, log=None, broker=None):
         """`wallet` and `journal` (wpwithin.wallet.load(journal)) journal every step; `clock` gives Unix seconds;
-        `broker()` makes the mqtt.Client of the broker where discover() also hears producers' adverts."""
+        `broker` (broker_settings()) is where discover() also hears producers' adverts."""
         self.client_id = client_id
         self._card = card
         self.gateway = gateway
@@ -153,8 +160,13 @@ class ConsumerRole:
         Ends early once `enough` producers, or the one whose serverID is `wanted`, are heard. With a
         broker, its adverts count as broadcasts do.
         """
-        found = await scanner.scan(timeout_ms, port, probe_to, probe_port, enough, wanted, None,
-                                   self.broker and self.broker(), self.log)
+        client = None
+        if self.broker is not None:  # a client (and TLS context) per scan, let go after it
+            from wpwithin.mqtt import client_for
+
+            url, ca, user, password = self.broker
+            client = client_for(url, ca, self.client_id, user, password)
+        found = await scanner.scan(timeout_ms, port, probe_to, probe_port, enough, wanted, None, client, self.log)
         return [Producer.from_broadcast(found[k]) for k in sorted(found)]
 
     async def _call(self, producer, method, route, body=None, timeout=None):

@@ -5,6 +5,8 @@ caller can retry, report or give up by type. Messages name the host, port
 and phase; they never hold headers, bodies, keys or tokens. wait_for is
 the clients' deadline (HTTP and MQTT). Never does I/O.
 """
+import asyncio
+
 from wpwithin.compat import MICROPYTHON
 
 
@@ -43,9 +45,12 @@ class BadResponse(NetError):
 
 
 if MICROPYTHON:
-    from asyncio import wait_for  # noqa: F401
+
+    def wait_for(awaitable, seconds):
+        """asyncio.wait_for (no such race here); looked up at the call, so asyncio.funcs (1.1 KB) still
+        loads only when the first deadline is set, as before."""
+        return asyncio.wait_for(awaitable, seconds)
 else:
-    import asyncio
 
     async def wait_for(awaitable, seconds):
         """asyncio.wait_for that never loses a cancel: CPython 3.11's returns the result when what it

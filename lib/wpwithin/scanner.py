@@ -24,7 +24,7 @@ def parse_datagram(data):
         return None
 
 
-ADVERTS = "wpw/v1/things/+/advert"
+ADVERT = "wpw/v1/things/%s/advert"  # fleet_link's topic of a producer's advert
 
 
 async def hear_broker(client, note, gone, log):
@@ -34,16 +34,17 @@ async def hear_broker(client, note, gone, log):
 
     try:
         await client.connect()
-        await client.subscribe(ADVERTS)
+        await client.subscribe(ADVERT % "+")
         while True:
             got = await client.recv(1000)
             if got is None:
                 continue
-            if not got[1]:  # an empty advert is a Thing's will: it is gone
-                gone(got[0][14:-7])
+            topic, payload = got[0], got[1]
+            if not payload:  # an empty advert is a Thing's will: it is gone
+                gone(topic.split("/")[3])
                 continue
-            message = parse_datagram(got[1])
-            if message is not None and got[0] == ADVERTS.replace("+", message["serverID"]):
+            message = parse_datagram(payload)
+            if message is not None and topic == ADVERT % message["serverID"]:
                 note(message, "broker")
     except MQTTError as exc:
         log("scan: %s; hearing broadcasts only" % exc.message)
@@ -61,8 +62,8 @@ async def scan(timeout_ms, port=discovery.BROADCAST_PORT, probe_to=None, probe_p
     `wanted` (a serverID) as soon as that one is. With `broker` (an
     unconnected mqtt.Client) its adverts are heard too, and a broker
     failure is told to log(); a producer heard only there whose advert is
-    emptied meanwhile (its will) is dropped. A `ways` dict gets, for each serverID, how
-    it was heard: "broadcast", "probe", "broker", in the order heard.
+    emptied meanwhile (its will) is dropped. A `ways` dict gets, for each
+    serverID, how it was heard: "broadcast", "probe", "broker", in order.
     """
     found = {}
     ways = {} if ways is None else ways
@@ -78,6 +79,10 @@ async def scan(timeout_ms, port=discovery.BROADCAST_PORT, probe_to=None, probe_p
         if (enough and len(found) >= enough) or message["serverID"] == wanted:
             enough_found.set()
 
+    def gone(server_id):  # its advert emptied on the broker: gone, unless heard on the network too
+        if ways.get(server_id) == ["broker"]:
+            del found[server_id], ways[server_id]
+
     async def listen(sock, way):
         while True:
             data, _ = await discovery.recvfrom(sock)
@@ -92,10 +97,6 @@ async def scan(timeout_ms, port=discovery.BROADCAST_PORT, probe_to=None, probe_p
             prober.sendto(discovery.PROBE, discovery.address(probe_to, probe_port))
         tasks = [asyncio.create_task(listen(s, "probe" if i else "broadcast")) for i, s in enumerate(listeners)]
         if broker is not None:
-            def gone(server_id):  # its advert emptied: gone, unless it was heard on the network too
-                if ways.get(server_id) == ["broker"]:
-                    del found[server_id], ways[server_id]
-
             tasks.append(asyncio.create_task(hear_broker(broker, note, gone, log)))
         try:
             await asyncio.wait_for(enough_found.wait(), timeout_ms / 1000)

@@ -75,25 +75,17 @@ class Thing:
                 self.tasks.append(asyncio.create_task(self._resolve(unresolved)))
         if self.config.consumer["enabled"]:
             from wpwithin import wallet  # not in producer-only images
-            from wpwithin.consumer_role import ConsumerRole, payment_wait
+            from wpwithin.consumer_role import ConsumerRole, broker_settings, payment_wait
 
             # The wallet on flash: what a reset cut off is settled at start (same reference, same token).
-            cons = self.config.consumer
-            self.wallet_journal = FileJournal(cons["wallet"])
+            self.wallet_journal = FileJournal(self.config.consumer["wallet"])
             timeout = self.config.gateway["timeout"]
-            client_id = cons["clientId"] or self.server_id + "-consumer"
-            broker = None
-            if "broker" in cons:  # adverts heard there too; the client (and its TLS context) made per scan
-                def broker():
-                    from wpwithin.mqtt import client_for
-
-                    return client_for(cons["broker"], cons["brokerCa"], client_id,
-                                      self._secrets.broker_username or self.server_id, self._secrets.broker_password)
             self.consumer = ConsumerRole(
-                client_id, self._secrets.card,
+                self.config.consumer["clientId"] or self.server_id + "-consumer", self._secrets.card,
                 GatewayClient(self.config.gateway["url"], ca=self.gateway_ca, timeout=timeout),
                 timeout=timeout, wallet=wallet.load(self.wallet_journal), journal=self.wallet_journal,
-                payment_timeout=payment_wait(timeout), log=self.log, broker=broker)
+                payment_timeout=payment_wait(timeout), log=self.log,
+                broker=broker_settings(self.config.consumer, self._secrets, self.server_id))
             self.tasks.append(self._spawn("wallet resume", self.consumer.keep_resuming))
         if self.config.network["debugHeap"]:
             from wpwithin.heap_report import HeapReport  # debugging only: not loaded unless turned on

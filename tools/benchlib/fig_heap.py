@@ -111,8 +111,11 @@ def trial(bench, side, mode):
 
 def profile(bench, side, mode):
     """{"image", "imported", "idle", "peak"} from one run at PROFILE_HEAP with the sampler on."""
-    control = free_port(socket.SOCK_DGRAM)
-    server = start(bench, side, PROFILE_HEAP, mode, control)
+    return profile_server(bench, side, start(bench, side, PROFILE_HEAP, mode, free_port(socket.SOCK_DGRAM)))
+
+
+def profile_server(bench, side, server):
+    """profile()'s figures from a server started at PROFILE_HEAP with a control port; stops it."""
     try:
         idle = server.heap(b"reset")["now"]
         count = bench.settings["profile_purchases"] if side == "ours" else bench.settings["anchor_requests"]

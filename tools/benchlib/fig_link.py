@@ -13,7 +13,7 @@ import socket
 import time
 
 from benchlib import report
-from benchlib.fig_heap import PROFILE_HEAP, workload
+from benchlib.fig_heap import PROFILE_HEAP, profile_server
 from benchlib.ours import SERVER_ID
 from harness.process import Failed, free_port
 
@@ -23,29 +23,26 @@ SETTLE_S = 1.0  # after "connected": the advert and the first status are sent an
 
 
 def _run(bench, broker=None):
-    """{"after": bytes after start, "peak": bytes} of one producer run, with the broker link when given."""
+    """profile_server's figures of one producer run, with the broker link (once connected) when given."""
     network = secrets = None
     if broker is not None:
         network = {"broker": broker.url, "brokerStatusInterval": STATUS_S}
         secrets = {"brokerPassword": broker.password(SERVER_ID)}
-    control = free_port(socket.SOCK_DGRAM)
     config, secrets = bench.producer_files("link" if broker else "no-link", network, secrets)
-    server = bench.runtime.start_producer(config, secrets, PROFILE_HEAP, "mpy", control)
+    server = bench.runtime.start_producer(config, secrets, PROFILE_HEAP, "mpy", free_port(socket.SOCK_DGRAM))
     try:
         if broker is not None:
             server.child.expect("broker %s: connected" % broker.url, 15)
         time.sleep(SETTLE_S)
-        after = server.heap(b"reset")["now"]
-        passed, why = workload(bench, "ours", server, bench.settings["profile_purchases"])
-        if not passed:
-            raise RuntimeError(why)
-        return {"after": after, "peak": server.heap(b"peak")["peak"]}
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    return profile_server(bench, "ours", server)
 
 
 def figures(bench):
-    titles = (("after", "heap after start, link connected"), ("peak", "peak heap during purchases, link up"))
+    titles = (("idle", "after", "heap after start, link connected"),
+              ("peak", "peak", "peak heap during purchases, link up"))
     try:
         without = _run(bench)
         broker = bench.things.broker(things=[SERVER_ID], consumers=())
@@ -54,10 +51,10 @@ def figures(bench):
         finally:
             broker.stop()
     except (Failed, RuntimeError) as exc:
-        return [report.failed("link_%s" % key, GROUP, title, "bytes", str(exc)[-200:], None,
-                              "the same producer without a broker") for key, title in titles]
+        return [report.failed("link_%s" % fid, GROUP, title, "bytes", str(exc)[-200:], None,
+                              "the same producer without a broker") for key, fid, title in titles]
     notes = ["the link's cost: %+d bytes after start, %+d at peak" % (
-        with_link["after"] - without["after"], with_link["peak"] - without["peak"])]
-    return [report.figure("link_%s" % key, GROUP, title, "bytes", with_link[key], without[key],
-                          "the same producer without a broker", None, {"notes": notes if key == "after" else []})
-            for key, title in titles]
+        with_link["idle"] - without["idle"], with_link["peak"] - without["peak"])]
+    return [report.figure("link_%s" % fid, GROUP, title, "bytes", with_link[key], without[key],
+                          "the same producer without a broker", None, {"notes": notes if key == "idle" else []})
+            for key, fid, title in titles]
