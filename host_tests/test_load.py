@@ -10,10 +10,14 @@ producer's heap is sampled. Every purchase must succeed, every unit paid
 must be delivered, the gateway's ledger must reconcile, and the heap once
 idle must be back within 1 KB of where it was before the load.
 
-LOAD_HEAP is 224k: 16k above 208k, the smallest cap in 16k steps that
-passes today (192k fails). Issue 16's scale clause asks for the .mpy
-min-heap target plus one 16k step (126k): footprint work is still open
-(see test_network_heap.py).
+LOAD_HEAP is 240k: 32k above 208k, the smallest cap in 16k steps that
+passes on a quick machine (192k fails). One step of margin (224k) was not
+enough on a slower one: what the GC finds free under load depends on how
+requests interleave, and a payment that finds no block is answered 500
+(the consumer holds it as pending). Issue 16's scale clause asks for the
+.mpy min-heap target plus one 16k step (126k): footprint work is still
+open (see test_network_heap.py). When this test fails, pytest shows the
+producer's last lines.
 """
 import os
 import socket
@@ -28,7 +32,7 @@ from harness.things import Things, heap_report, idle_heap
 
 CONSUMERS = 32
 SECONDS = float(os.environ.get("WPW_LOAD_SECONDS") or 20)
-LOAD_HEAP = os.environ.get("WPW_LOAD_HEAP") or "224k"
+LOAD_HEAP = os.environ.get("WPW_LOAD_HEAP") or "240k"
 MAX_ORDERS = 16
 KEPT_LIMIT = 2048  # bounded: two runs of 20 s differ in what the GC happens to keep by up to ~1 KB
 
@@ -78,7 +82,10 @@ def test_32_consumers_buy_for_a_while_with_no_failure_and_bounded_heap(tmp_path,
             summary = sim.ledger.reconcile()
             assert summary["consistent"], summary
     finally:
+        started = list(things.processes)
         things.close()
+        for process in started:  # pytest shows it when the test fails: what the producer said
+            print("--- %s said (its last 40 lines):\n%s" % (process.name, "".join(process.text().splitlines(True)[-40:])))
     purchases = totals["bought"] // 2
     kept = after["memAlloc"] - before["memAlloc"]
     for name, value in (("purchases", purchases), ("heap_before", before["memAlloc"]),
