@@ -19,10 +19,12 @@ requests interleave, and a payment that finds no block is answered 500
 open (see test_network_heap.py). When this test fails, pytest shows the
 producer's last lines.
 """
+import json
 import os
 import socket
 import threading
 import time
+import urllib.request
 
 from gatewaysim.simulator import Simulator
 
@@ -98,3 +100,32 @@ def test_32_consumers_buy_for_a_while_with_no_failure_and_bounded_heap(tmp_path,
              totals["busyRetries"], before["memAlloc"], after["memAlloc"], kept, max(samples or [0]), len(samples)))
     assert purchases >= CONSUMERS and totals["delivered"] == totals["bought"], totals
     assert abs(kept) <= KEPT_LIMIT, ("heap kept %+d B" % kept, before, after)
+
+
+SHORT_HEAP = "176k"  # too small for 32 at once (the warm-up above needs ~200k): the heap runs out
+
+
+def test_a_producer_whose_heap_ran_out_under_load_serves_again_once_it_is_gone(tmp_path, bundle):
+    """Out of heap, a request is answered 500 or its connection closed, and nothing else is lost:
+    asyncio's own accept loop ended for good on a MemoryError (a poller entry or a task it could not
+    make), and the producer listened on without ever accepting again."""
+    things = Things(tmp_path)
+    try:
+        with Simulator(db=str(tmp_path / "gateway.db"), tls_dir=str(tmp_path / "tls"), log=lambda *a: None) as sim:
+            producer = things.producer("short-heap", "micropython", sim.url, sim.ca_path, heap=SHORT_HEAP, lib=bundle,
+                                       producer={"maxOrders": MAX_ORDERS})
+            port, process = producer["port"], producer["process"]
+            rush = shop(port, sim.url, sim.ca_path, CONSUMERS, seconds=5, name="rush-car", busy_retries=20,
+                        count_failures=True)
+            assert rush["failures"] > 0 and "MemoryError" in process.text(), (
+                "the heap never ran out at %s: the test needs a smaller cap" % SHORT_HEAP, rush)
+            # Its ledger may be full of what the rush paid for and did not take (a 503 for a new
+            # quote, rightly): the routes that need no order show that it serves.
+            for path in ("/service/discover", "/service/1/prices", "/service/2/prices"):
+                with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as answer:
+                    assert answer.status == 200 and json.loads(answer.read()), path
+            assert process.proc.poll() is None, process.text()
+            assert "Task exception" not in process.text(), process.text()  # no task ended for good
+            assert sim.ledger.reconcile()["consistent"]
+    finally:
+        things.close()

@@ -35,6 +35,20 @@ async def run(thing):
         await asyncio.sleep(3600)
 
 
+def spawn(name, factory):
+    """The Thing's tasks restarted when they crash, as app.py's supervisor does on a board (a sweep
+    that met a full heap once must not stop settling payments for good)."""
+    async def keep():
+        while True:
+            try:
+                return await factory()
+            except Exception as exc:  # noqa: any crash: said, and the task runs again
+                say("task %s crashed (%r); restarting it in 1 s" % (name, exc))
+                await asyncio.sleep(1)
+
+    return asyncio.create_task(keep())
+
+
 def beside(config_path, path):
     """A file named in the config, relative to the config file (as on a board, where both are in /)."""
     if not path.startswith("/") and "/" in config_path:
@@ -67,7 +81,7 @@ def main(argv):
             say("configuration error: config.gateway.ca: cannot read %s" % path)
             return 2
     board = HostBoard(ip=config.network["hostname"] or "127.0.0.1", id_file=argv[1] + ".board-id")
-    thing = Thing(config, secrets, board, log=say, gateway_ca=ca)
+    thing = Thing(config, secrets, board, log=say, gateway_ca=ca, spawn=spawn)
     try:
         asyncio.run(run(thing))
     except KeyboardInterrupt:

@@ -17,7 +17,8 @@ import errno
 import socket
 
 from wpwithin import wire
-from wpwithin.compat import const
+from wpwithin.compat import MICROPYTHON, const
+from wpwithin.net_errors import Readable
 
 BROADCAST_PORT = const(8980)
 PROBE_PORT = const(8981)
@@ -26,24 +27,6 @@ BROADCAST_ADDRESS = "255.255.255.255"
 LOOPBACK_BROADCAST = "127.255.255.255"
 PROBE = b"WPWITHIN-PROBE/1"  # not JSON: a reference scanner that gets it by mistake ignores it
 MAX_DATAGRAM = const(1024)
-
-try:
-    from asyncio import core as _core  # MicroPython
-
-    class _Readable:
-        """Awaitable that resumes when `sock` is readable (MicroPython's poller)."""
-
-        def __init__(self, sock):
-            self.sock = sock
-
-        def __iter__(self):
-            yield _core._io_queue.queue_read(self.sock)
-
-        __await__ = __iter__
-
-except ImportError:  # CPython
-    _core = None
-
 
 def address(host, port):
     return socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1]
@@ -67,7 +50,7 @@ def udp_socket(bind_port=None, broadcast=False):
 
 async def recvfrom(sock, size=MAX_DATAGRAM):
     """(datagram, sender address) from a non-blocking UDP socket, without blocking the loop."""
-    if _core is None:
+    if not MICROPYTHON:
         return await asyncio.get_running_loop().sock_recvfrom(sock, size)
     while True:
         try:
@@ -75,7 +58,7 @@ async def recvfrom(sock, size=MAX_DATAGRAM):
         except OSError as exc:
             if exc.errno != errno.EAGAIN:
                 raise
-        await _Readable(sock)
+        await Readable(sock)
 
 
 class Broadcaster:

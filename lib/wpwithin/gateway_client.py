@@ -9,8 +9,8 @@ client's NetError subclasses (timeout, refused, dropped, TLS) when it does
 not answer, which callers must treat as "outcome unknown". Never logs and
 never puts into an exception the card number, the CVC or the service key.
 The verifying ssl context is made at construction (wpwithin.tls, loaded
-for that and dropped after); the HTTP client is imported by the first
-call, so a producer carries none of it until a payment comes.
+for that and dropped after); the HTTP client is imported by prepare(),
+which a producer calls at start and a consumer's first call makes.
 """
 import sys
 
@@ -83,6 +83,22 @@ class GatewayClient:
     def __repr__(self):
         return "<GatewayClient %s>" % self.url
 
+    def prepare(self):
+        """Load the HTTP client and make the connection object, if not yet done (the first call does).
+
+        ~12 KB of heap on the 64-bit port, kept: loading it again for each call would fragment the
+        heap. One connection object (its 2 KB buffer and parser) serves every call, its socket closed
+        after each; answers are parsed where they arrived, in its buffer (view_body): an order's 700
+        bytes, copied, were what a fragmented heap could not find. A producer prepares at start:
+        made at the first payment, among other requests' leftovers, the 2 KB block was sometimes
+        not there, and a heap too small should fail the start, not a payment.
+        """
+        if self._conns is None:
+            from wpwithin import http_client
+
+            self._conns = http_client.Reuse(self.timeout, self.tls, view_body=True)
+            self._conns.give(self._conns.take(self.host, self.port))
+
     async def _call(self, method, path, body=None, auth=False):
         headers = {}
         if auth:
@@ -92,16 +108,7 @@ class GatewayClient:
         payload = None if body is None else wire.encode_json(body)
         if payload is not None:
             headers["Content-Type"] = "application/json"
-        if self._conns is None:
-            # The HTTP client (~10 KB of heap on the 64-bit port, with its response parser) is loaded by the first call,
-            # not at start, and kept: loading it again for each payment would fragment the heap.
-            # One connection object (its 2 KB buffer and parser), made then and reused by every
-            # call, its socket closed after each. Answers are parsed where they arrived, in its
-            # buffer (view_body): an order's 700 bytes, copied, were what a fragmented heap
-            # could not find.
-            from wpwithin import http_client
-
-            self._conns = http_client.Reuse(self.timeout, self.tls, view_body=True)
+        self.prepare()
         status, (obj, bad) = await self._conns.request(self.host, self.port, method, self.base + path, payload,
                                                        headers, _decoded)
         if status == 200:

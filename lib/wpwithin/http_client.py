@@ -7,8 +7,8 @@ certificates of the ssl context given (gateway_client.tls_context()).
 Every failure is a NetError subtype (net_errors). Never disables
 certificate checks, never logs, and never puts headers or bodies (they
 carry keys and tokens) into an error message. The response parsing lives
-here, not in http1, so a producer loads it only with its gateway client,
-when the first payment comes.
+here, not in http1, so a Thing loads it only with a gateway client (or a
+consumer), not with its server.
 """
 import asyncio
 import errno

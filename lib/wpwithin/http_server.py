@@ -48,6 +48,7 @@ import sys
 from wpwithin import http1, wire
 from wpwithin.compat import MICROPYTHON, const
 from wpwithin.errors import INTERNAL, UNAVAILABLE, ProtocolError
+from wpwithin.net_errors import Readable
 
 try:
     from time import ticks_add, ticks_diff, ticks_ms
@@ -72,6 +73,7 @@ _MAX_CONNECTIONS = const(4)  # lwIP on an ESP32 has 10 sockets for everything
 _LINGER_MS = const(1000)  # spent discarding input after an error, so the answer is not lost to a reset
 _BUSY_DRAIN = const(1024)  # bytes of a refused connection's request read before closing it
 _BUSY_LINGER = 0.1  # seconds that read may wait
+_LISTEN_RETRY_MS = const(20)  # the accept loop's pause after a failed accept
 _STALL = const(1)  # seconds after which a connection still sending its request may lose its slot to a new one
 
 
@@ -169,9 +171,13 @@ class Server:
             if port == 0 and MICROPYTHON:
                 port = _free_port(self.host)
             try:
-                # Both runtimes set SO_REUSEADDR here (CPython: reuse_address
-                # defaults to True on POSIX), so a soft reset can rebind.
-                self._server = await asyncio.start_server(self._accept, self.host, port, backlog=self.backlog)
+                # Both set SO_REUSEADDR (CPython: reuse_address defaults to True on POSIX), so a
+                # soft reset can rebind.
+                if MICROPYTHON:
+                    self._server = asyncio.create_task(self._listen(_listening(self.host, port, self.backlog)))
+                    await asyncio.sleep(0)  # inside its try: a cancel now closes the socket
+                else:
+                    self._server = await asyncio.start_server(self._accept, self.host, port, backlog=self.backlog)
                 break
             except OSError:
                 tries -= 1
@@ -185,7 +191,7 @@ class Server:
     def close(self):
         """Stop accepting and drop every connection (a request being handled is abandoned)."""
         if self._server is not None:
-            self._server.close()
+            (self._server.cancel if MICROPYTHON else self._server.close)()
         if self._watchdog is not None:
             self._watchdog.cancel()
         for slot in self._slots:
@@ -194,9 +200,11 @@ class Server:
 
     async def wait_closed(self):
         """Wait until close() has finished."""
-        if self._server is not None:
-            await self._server.wait_closed()
-        for task in (self._watchdog,) + tuple(slot.task for slot in self._slots):
+        server = self._server
+        if server is not None and not MICROPYTHON:
+            await server.wait_closed()
+            server = None
+        for task in (server, self._watchdog) + tuple(slot.task for slot in self._slots):
             if task is not None:
                 try:
                     await task
@@ -230,6 +238,27 @@ class Server:
         slot.armed = True
 
     # --- connections -----------------------------------------------------------------
+
+    async def _listen(self, sock):
+        """MicroPython's accept loop, in place of asyncio.start_server's: that one ends for good when
+        the heap has no room for a poller entry or a task, and the Thing would serve no more. Here the
+        connection waits in the backlog (or is closed, if it was accepted) and the loop goes on."""
+        try:
+            while True:
+                try:
+                    await Readable(sock)
+                    conn, _ = sock.accept()
+                except (OSError, MemoryError):  # gone before it was accepted, no socket or no heap left:
+                    await asyncio.sleep_ms(_LISTEN_RETRY_MS)  # (no allocation) let the others finish first
+                    continue
+                try:
+                    conn.setblocking(False)
+                    stream = asyncio.StreamReader(conn)
+                    asyncio.create_task(self._accept(stream, stream))
+                except MemoryError:
+                    conn.close()  # the client sees its connection closed, as if refused, and tries again
+        finally:
+            sock.close()
 
     def _take_slot(self):
         for slot in self._slots:
@@ -484,6 +513,22 @@ async def _close(writer):
         await writer.wait_closed()
     except OSError:
         pass  # already reset by the peer: closed either way
+
+
+def _listening(host, port, backlog):
+    """A non-blocking socket listening on host:port (MicroPython)."""
+    import socket
+
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(socket.getaddrinfo(host, port)[0][-1])
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _free_port(host):

@@ -66,7 +66,7 @@ its earlier result. Never does I/O; times are Unix seconds passed in.
 """
 from wpwithin.compat import const
 from wpwithin.errors import (
-    BAD_REQUEST, CONFLICT, GONE, NOT_FOUND, PAYMENT_DECLINED, UNAVAILABLE, ProtocolError)
+    BAD_REQUEST, CONFLICT, GONE, NOT_FOUND, PAYMENT_DECLINED, UNAVAILABLE, ProtocolError, nth)
 
 QUOTED = const(0)
 PAYING = const(1)
@@ -77,6 +77,40 @@ CHARGE = const(0)  # ask the gateway to charge (after storing the "p" record)
 ANSWER = const(1)  # already paid: answer with the earlier result, charge nothing
 
 QUOTE_GRACE = const(30)  # seconds a quote is safe from being dropped to make room: time to pay it
+
+# The refusals, in one string said by number (errors.nth): a string object each costs ~90 B more heap.
+_WHY = ("payment reference already in use|"
+        "too many open orders; try again later|"
+        "this order was paid; its delivery token is used up or has expired|"
+        "Unable to find order for payment ref %s|"
+        "Client ID does not match Order Client ID|"
+        "this order is paid; its delivery token goes only to the client token that paid it|"
+        "payment for this reference is in progress; retry shortly|"
+        "payment declined: %s; pay with a new client token|"
+        "the total price quote has expired; request a new total|"
+        "unknown delivery token|"
+        "delivery token was issued to another client|"
+        "delivery token is for service %d, not %d|"
+        "delivery token has expired|"
+        "a delivery is already in progress on this token; end it first|"
+        "Requested units (%d) not available for selected order. Units available = %d|"
+        "no delivery in progress on this token; begin one first")
+_IN_USE = const(0)
+_FULL = const(1)
+_USED_UP = const(2)
+_NO_ORDER = const(3)
+_NOT_YOURS = const(4)
+_PAID_ELSEWHERE = const(5)
+_IN_PROGRESS = const(6)
+_DECLINED = const(7)
+_QUOTE_EXPIRED = const(8)
+_UNKNOWN_TOKEN = const(9)
+_OTHER_CLIENT = const(10)
+_OTHER_SERVICE = const(11)
+_TOKEN_EXPIRED = const(12)
+_DELIVERING = const(13)
+_UNITS_LEFT = const(14)
+_NOT_DELIVERING = const(15)
 
 
 class Order:
@@ -273,7 +307,7 @@ class Ledger:
     def quote(self, ref, client_id, service_id, price_id, units, total, currency, now):
         """Record a quote; returns the records (drops of stale quotes first, if full)."""
         if ref in self.orders:
-            raise ProtocolError(CONFLICT, "payment reference already in use")
+            raise ProtocolError(CONFLICT, nth(_WHY, _IN_USE))
         out = []
         if len(self.orders) >= self.max_orders:
             # The oldest unpaid quote goes, if it is at least QUOTE_GRACE old: a fresher one may be
@@ -285,7 +319,7 @@ class Ledger:
                         oldest is None or o.quoted_at < oldest.quoted_at):
                     oldest = o
             if oldest is None:
-                raise ProtocolError(UNAVAILABLE, "too many open orders; try again later")
+                raise ProtocolError(UNAVAILABLE, nth(_WHY, _FULL))
             out.append(self._do(["x", oldest.ref]))
         out.append(self._do(["q", ref, client_id, service_id, price_id, units, total, currency, now]))
         return out
@@ -308,10 +342,10 @@ class Ledger:
             for key in self.spent:
                 spent = self.used_up(key)
                 if spent[0] == ref and spent[1] == client_id:
-                    raise ProtocolError(GONE, "this order was paid; its delivery token is used up or has expired")
-            raise ProtocolError(NOT_FOUND, "Unable to find order for payment ref %s" % ref)
+                    raise ProtocolError(GONE, nth(_WHY, _USED_UP))
+            raise ProtocolError(NOT_FOUND, nth(_WHY, _NO_ORDER) % ref)
         if order.client_id != client_id:
-            raise ProtocolError(BAD_REQUEST, "Client ID does not match Order Client ID")
+            raise ProtocolError(BAD_REQUEST, nth(_WHY, _NOT_YOURS))
         return order
 
     def payment_step(self, ref, client_id, now, token=""):
@@ -319,16 +353,14 @@ class Ledger:
         order = self.order(ref, client_id)
         if order.state == PAID:
             if order.token and token != order.token:
-                raise ProtocolError(CONFLICT, "this order is paid; its delivery token goes only to the "
-                                    "client token that paid it")
+                raise ProtocolError(CONFLICT, nth(_WHY, _PAID_ELSEWHERE))
             return ANSWER
         if order.state == PAYING:  # the shell settles an attempt in flight with the gateway first
-            raise ProtocolError(CONFLICT, "payment for this reference is in progress; retry shortly")
+            raise ProtocolError(CONFLICT, nth(_WHY, _IN_PROGRESS))
         if order.failure and order.token and token == order.token:
-            raise ProtocolError(PAYMENT_DECLINED, "payment declined: %s; pay with a new client token"
-                                % order.failure)
+            raise ProtocolError(PAYMENT_DECLINED, nth(_WHY, _DECLINED) % order.failure)
         if now >= order.quoted_at + self.quote_ttl:
-            raise ProtocolError(GONE, "the total price quote has expired; request a new total")
+            raise ProtocolError(GONE, nth(_WHY, _QUOTE_EXPIRED))
         return CHARGE
 
     def start_payment(self, ref, now, token=""):
@@ -363,7 +395,7 @@ class Ledger:
         if order is None:
             spent = self.used_up(key)
             if spent is None:
-                raise ProtocolError(BAD_REQUEST, "unknown delivery token")
+                raise ProtocolError(BAD_REQUEST, nth(_WHY, _UNKNOWN_TOKEN))
             ref, client, service, units, expiry = spent
             order = Order(ref, client, service, 0, units, 0, "", 0)  # answered as the used-up order was
             order.state = PAID
@@ -371,29 +403,28 @@ class Ledger:
             order.expiry = expiry
             order.delivered = units
         if order.client_id != client_id:
-            raise ProtocolError(BAD_REQUEST, "delivery token was issued to another client")
+            raise ProtocolError(BAD_REQUEST, nth(_WHY, _OTHER_CLIENT))
         if order.service_id != service_id:
             raise ProtocolError(
-                BAD_REQUEST, "delivery token is for service %d, not %d" % (order.service_id, service_id))
+                BAD_REQUEST, nth(_WHY, _OTHER_SERVICE) % (order.service_id, service_id))
         return order
 
     def begin_delivery(self, order, units, now):
         """Put `units` in flight; returns the record. More than is left is refused (409)."""
         if now >= order.expiry:
-            raise ProtocolError(GONE, "delivery token has expired")
+            raise ProtocolError(GONE, nth(_WHY, _TOKEN_EXPIRED))
         if order.in_flight:
-            raise ProtocolError(CONFLICT, "a delivery is already in progress on this token; end it first")
+            raise ProtocolError(CONFLICT, nth(_WHY, _DELIVERING))
         left = order.remaining()
         if units > left:
             raise ProtocolError(
-                CONFLICT, "Requested units (%d) not available for selected order. Units available = %d"
-                % (units, left))
+                CONFLICT, nth(_WHY, _UNITS_LEFT) % (units, left))
         return self._do(["b", order.key, units, now])
 
     def end_delivery(self, order, units_supplied):
         """Close the delivery in progress; returns (record, units counted as supplied)."""
         if not order.in_flight:
-            raise ProtocolError(CONFLICT, "no delivery in progress on this token; begin one first")
+            raise ProtocolError(CONFLICT, nth(_WHY, _NOT_DELIVERING))
         supplied = units_supplied if units_supplied < order.in_flight else order.in_flight
         return self._do(["e", order.key, supplied]), supplied
 

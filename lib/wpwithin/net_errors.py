@@ -3,7 +3,9 @@
 Every failure of the HTTP client is one of these, all NetError, so a
 caller can retry, report or give up by type. Messages name the host, port
 and phase; they never hold headers, bodies, keys or tokens. wait_for is
-the clients' deadline (HTTP and MQTT). Never does I/O.
+the clients' deadline (HTTP and MQTT); Readable (MicroPython) waits on the
+asyncio poller for a socket asyncio has no stream for (UDP, a listening
+socket). Never does I/O.
 """
 import asyncio
 
@@ -45,12 +47,25 @@ class BadResponse(NetError):
 
 
 if MICROPYTHON:
+    from asyncio import core as _core
+
+    class Readable:
+        """Awaitable that resumes when `sock` is readable (MicroPython's poller)."""
+
+        def __init__(self, sock):
+            self.sock = sock
+
+        def __iter__(self):
+            yield _core._io_queue.queue_read(self.sock)
+
+        __await__ = __iter__
 
     def wait_for(awaitable, seconds):
         """asyncio.wait_for (no such race here); looked up at the call, so asyncio.funcs (1.1 KB) still
         loads only when the first deadline is set, as before."""
         return asyncio.wait_for(awaitable, seconds)
 else:
+    Readable = None  # CPython's loop has sock_recvfrom and servers of its own
 
     async def wait_for(awaitable, seconds):
         """asyncio.wait_for that never loses a cancel: CPython 3.11's returns the result when what it

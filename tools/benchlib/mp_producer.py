@@ -27,11 +27,10 @@ def main(argv):
     image = argv[3] if len(argv) > 3 and argv[3] != "-" else None
     control = int(argv[4]) if len(argv) > 4 else 0
     held = 0
-    if image or control:
+    if image:  # mp_heap's names are interned before ours then, as they must be to mount the image
         import mp_heap
 
-        if image:
-            held = mp_heap.mount(image)
+        held = mp_heap.mount(image)
     import asyncio
 
     from wpwithin.board_host import HostBoard
@@ -39,6 +38,8 @@ def main(argv):
 
     gc.collect()
     say("heap image=%d imported=%d" % (held, gc.mem_alloc() - held))
+    if control:  # after the figure: its names could take the qstr pools to the next one (~7.4 KiB)
+        import mp_heap
     from wpwithin import checked_config as config_file
 
     config, secrets = config_file.load(argv[1], argv[2])  # as app.py does on a board
