@@ -9,12 +9,14 @@ client's NetError subclasses (timeout, refused, dropped, TLS) when it does
 not answer, which callers must treat as "outcome unknown". Never logs and
 never puts into an exception the card number, the CVC or the service key.
 The verifying ssl context is made at construction (wpwithin.tls, loaded
-for that and dropped after); the HTTP client is imported by prepare(),
-which a producer calls at start and a consumer's first call makes.
+for that and dropped after); the HTTP client is imported by the first
+call, so a producer carries none of it until a payment comes (only the
+buffer reserve() makes at its start).
 """
 import sys
 
 from wpwithin import gateway_wire, wire
+from wpwithin.compat import const
 from wpwithin.errors import PeerError, ProtocolError
 
 
@@ -37,6 +39,9 @@ def parse_url(url):
     return tls, host, port, path.rstrip("/")
 
 
+# http_client's response-head buffer: status line (http1.MAX_REQUEST_LINE) + CRLF + its
+# MAX_RESPONSE_HEADER_BLOCK; test_gateway_client checks the sum.
+_RESPONSE_HEAD = const(2306)
 _UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 
@@ -79,25 +84,16 @@ class GatewayClient:
                 if package is not None and "tls" in dir(package):
                     delattr(package, "tls")
         self._conns = None
+        self._buf = None  # reserve()'s, until the first call
 
     def __repr__(self):
         return "<GatewayClient %s>" % self.url
 
-    def prepare(self):
-        """Load the HTTP client and make the connection object, if not yet done (the first call does).
-
-        ~12 KB of heap on the 64-bit port, kept: loading it again for each call would fragment the
-        heap. One connection object (its 2 KB buffer and parser) serves every call, its socket closed
-        after each; answers are parsed where they arrived, in its buffer (view_body): an order's 700
-        bytes, copied, were what a fragmented heap could not find. A producer prepares at start:
-        made at the first payment, among other requests' leftovers, the 2 KB block was sometimes
-        not there, and a heap too small should fail the start, not a payment.
-        """
-        if self._conns is None:
-            from wpwithin import http_client
-
-            self._conns = http_client.Reuse(self.timeout, self.tls, view_body=True)
-            self._conns.give(self._conns.take(self.host, self.port))
+    def reserve(self):
+        """Make the connection's response buffer now (a producer, at start): made at the first
+        payment, among the leftovers of other requests, its 2.3 KB block was sometimes not there."""
+        if self._conns is None and self._buf is None:
+            self._buf = bytearray(_RESPONSE_HEAD)
 
     async def _call(self, method, path, body=None, auth=False):
         headers = {}
@@ -108,7 +104,17 @@ class GatewayClient:
         payload = None if body is None else wire.encode_json(body)
         if payload is not None:
             headers["Content-Type"] = "application/json"
-        self.prepare()
+        if self._conns is None:
+            # The HTTP client (~10 KB of heap on the 64-bit port, with its response parser) is loaded
+            # by the first call, not at start, and kept: loading it again for each payment would
+            # fragment the heap. One connection object (its buffer and parser), made then and reused
+            # by every call, its socket closed after each. Answers are parsed where they arrived, in
+            # its buffer (view_body): an order's 700 bytes, copied, were what a fragmented heap
+            # could not find.
+            from wpwithin import http_client
+
+            self._conns = http_client.Reuse(self.timeout, self.tls, view_body=True, buf=self._buf)
+            self._buf = None
         status, (obj, bad) = await self._conns.request(self.host, self.port, method, self.base + path, payload,
                                                        headers, _decoded)
         if status == 200:

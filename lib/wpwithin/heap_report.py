@@ -63,7 +63,7 @@ class HeapReport:
         return wire.encode_json({
             "memAlloc": used, "memFree": free,
             "connections": server.connections if server is not None else 0,
-            "slots": len(server._slots) if server is not None else 0,
+            "slots": len(server.slots) if server is not None else 0,
             "orders": len(ledger.orders) if ledger is not None else 0,
             "spent": len(ledger.spent) if ledger is not None else 0,
             "errors": len(role.last_errors) if role is not None else 0,

@@ -7,8 +7,8 @@ certificates of the ssl context given (gateway_client.tls_context()).
 Every failure is a NetError subtype (net_errors). Never disables
 certificate checks, never logs, and never puts headers or bodies (they
 carry keys and tokens) into an error message. The response parsing lives
-here, not in http1, so a Thing loads it only with a gateway client (or a
-consumer), not with its server.
+here, not in http1, so a producer loads it only with its gateway client,
+when the first payment comes.
 """
 import asyncio
 import errno
@@ -193,9 +193,10 @@ class Connection:
     """
 
     def __init__(self, host, port, timeout=TIMEOUT, tls=None, server_hostname=None,
-                 max_body=MAX_RESPONSE_BODY, limits=None, view_body=False):
+                 max_body=MAX_RESPONSE_BODY, limits=None, view_body=False, buf=None):
         """view_body: a body that arrives within the buffer is returned as a memoryview of it, valid
-        until the next request on this object: no copy, no allocation the size of the body."""
+        until the next request on this object: no copy, no allocation the size of the body. buf: the
+        buffer to use, made earlier (used when it is limits.head bytes long, else one is made)."""
         head = limits or http1.DEFAULT_LIMITS
         self.limits = http1.Limits(head.request_line, head.header_block if limits else MAX_RESPONSE_HEADER_BLOCK,
                                    head.headers, max_body)
@@ -208,7 +209,9 @@ class Connection:
         self._host_header = host if port == default_port else "%s:%d" % (host, port)
         self._reader = None
         self._writer = None
-        self._buf = bytearray(self.limits.head)  # kept for the life of the object, across connections
+        if buf is None or len(buf) != self.limits.head:
+            buf = bytearray(self.limits.head)
+        self._buf = buf  # kept for the life of the object, across connections
         self._parser = ResponseParser(self.limits)
         self.connects = 0  # connections opened so far (keep-alive reuse shows here)
         self.view_body = view_body
@@ -451,17 +454,20 @@ class Reuse:
     heap until a block that size cannot be found.
     """
 
-    def __init__(self, timeout=TIMEOUT, tls=None, view_body=False):
+    def __init__(self, timeout=TIMEOUT, tls=None, view_body=False, buf=None):
+        """buf: the first connection object's buffer, made earlier (see Connection)."""
         self.timeout = timeout
         self.tls = tls
         self.view_body = view_body
         self.idle = None
+        self.buf = buf
 
     def take(self, host, port):
         conn, self.idle = self.idle, None
         if conn is None or conn.host != host or conn.port != port:
             conn = Connection(host, port, self.timeout, self.tls, host if self.tls else None,
-                              view_body=self.view_body)
+                              view_body=self.view_body, buf=self.buf)
+            self.buf = None  # one object's: another made while it is out needs its own
         return conn
 
     def give(self, conn):

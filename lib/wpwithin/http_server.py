@@ -134,7 +134,7 @@ class Server:
         self._tick_ms = max(5, min(self.read_ms, self.request_ms, self.idle_ms) // 4)
         self.log = log or _stderr_log
         self.backlog = backlog
-        self._slots = []
+        self.slots = []  # _Slot objects, made as needed up to max_connections and kept (heap_report counts them)
         self._server = None
         self._watchdog = None
         # Answers made once, so refusing costs nothing at the worst moment.
@@ -154,7 +154,7 @@ class Server:
     def connections(self):
         """Connections being served now."""
         n = 0
-        for slot in self._slots:
+        for slot in self.slots:
             if slot.task is not None:
                 n += 1
         return n
@@ -163,8 +163,8 @@ class Server:
         """Bind and listen; on return `port` is the bound port."""
         if self._server is not None:
             raise RuntimeError("server already started")
-        if not self._slots:  # one slot at start: a heap too small to serve one connection fails here, not later
-            self._slots.append(_Slot(self.limits))
+        if not self.slots:  # one slot at start: a heap too small to serve one connection fails here, not later
+            self.slots.append(_Slot(self.limits))
         port = self.port
         tries = 8 if port == 0 and MICROPYTHON else 1
         while True:
@@ -194,7 +194,7 @@ class Server:
             (self._server.cancel if MICROPYTHON else self._server.close)()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        for slot in self._slots:
+        for slot in self.slots:
             if slot.task is not None:
                 slot.task.cancel()
 
@@ -204,7 +204,7 @@ class Server:
         if server is not None and not MICROPYTHON:
             await server.wait_closed()
             server = None
-        for task in (server, self._watchdog) + tuple(slot.task for slot in self._slots):
+        for task in (server, self._watchdog) + tuple(slot.task for slot in self.slots):
             if task is not None:
                 try:
                     await task
@@ -223,7 +223,7 @@ class Server:
             else:
                 await asyncio.sleep(self._tick_ms / 1000)
             now = ticks_ms()
-            for slot in self._slots:
+            for slot in self.slots:
                 if slot.armed and slot.task is not None and ticks_diff(now, slot.deadline) >= 0:
                     slot.armed = False
                     slot.expired = True
@@ -248,28 +248,28 @@ class Server:
                 try:
                     await Readable(sock)
                     conn, _ = sock.accept()
-                except (OSError, MemoryError):  # gone before it was accepted, no socket or no heap left:
+                except Exception:  # noqa: gone before it was accepted, no socket or no heap left:
                     await asyncio.sleep_ms(_LISTEN_RETRY_MS)  # (no allocation) let the others finish first
                     continue
                 try:
                     conn.setblocking(False)
                     stream = asyncio.StreamReader(conn)
                     asyncio.create_task(self._accept(stream, stream))
-                except MemoryError:
-                    conn.close()  # the client sees its connection closed, as if refused, and tries again
+                except Exception:  # noqa: no heap for its task: closed, as if refused, and tried again
+                    conn.close()
         finally:
             sock.close()
 
     def _take_slot(self):
-        for slot in self._slots:
+        for slot in self.slots:
             if slot.task is None:
                 return slot
-        if len(self._slots) < self.max_connections:
+        if len(self.slots) < self.max_connections:
             try:  # 2 KB, kept: made again per connection, it would fragment the heap
                 slot = _Slot(self.limits)
             except MemoryError:
                 return None  # answered 503 like a full house: the client retries
-            self._slots.append(slot)
+            self.slots.append(slot)
             return slot
         return None
 
@@ -283,7 +283,7 @@ class Server:
         """
         now = ticks_ms()
         victim = None
-        for slot in self._slots:
+        for slot in self.slots:
             if slot.task is None or slot.busy:
                 continue
             if slot.idle:

@@ -50,13 +50,27 @@ if MICROPYTHON:
     from asyncio import core as _core
 
     class Readable:
-        """Awaitable that resumes when `sock` is readable (MicroPython's poller)."""
+        """Awaitable that resumes when `sock` is readable (MicroPython's poller).
+
+        A MemoryError can leave the socket half queued: in the poller's map, with this task as its
+        reader, but not registered with the poll object (whose table it could not grow). Every
+        later wait on that socket would then fail, or never wake: a listening socket would accept
+        no more, without a word. So the entry is dropped, as a cancel drops it, and the error raised.
+        """
 
         def __init__(self, sock):
             self.sock = sock
 
         def __iter__(self):
-            yield _core._io_queue.queue_read(self.sock)
+            try:
+                queued = _core._io_queue.queue_read(self.sock)
+            except Exception:  # noqa: MemoryError, or what a half-queued socket makes the next wait raise
+                try:
+                    _core._io_queue.remove(_core.cur_task)
+                except OSError:  # never registered with the poll object
+                    pass
+                raise
+            yield queued
 
         __await__ = __iter__
 

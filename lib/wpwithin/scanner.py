@@ -46,8 +46,9 @@ async def hear_broker(client, note, gone, log):
             message = parse_datagram(payload)
             if message is not None and topic == ADVERT % message["serverID"]:
                 note(message, "broker")
-    except MQTTError as exc:
-        log("scan: %s; hearing broadcasts only" % exc.message)
+    except MQTTError as exc:  # a refusal says the broker's code only: the address is said here
+        why = exc.message if exc.code is None else "broker %s:%s refused: %s" % (client.host, client.port, exc.message)
+        log("scan: %s; hearing broadcasts only" % why)
     finally:
         client.close()
 

@@ -58,7 +58,7 @@ class Thing:
                             self._secrets.client_key, cfg["tokenLifetime"], cfg["refundOnExpiry"])
             gateway = GatewayClient(self.config.gateway["url"], self._secrets.service_key, self.gateway_ca,
                                     self.config.gateway["timeout"])
-            gateway.prepare()
+            gateway.reserve()
             self.producer = ProducerRole(core, gateway, self.board.time, self.board.random, self.journal,
                                          self.hooks, self.log, net["urlPrefix"], clock_problem=self.board.clock_problem)
             self.server = Server(self.producer.handle, net["host"], net["port"],
