@@ -111,9 +111,9 @@ SHORT_HEAP = os.environ.get("WPW_SHORT_HEAP") or "184k"
 
 
 def test_a_producer_whose_heap_ran_out_under_load_serves_again_once_it_is_gone(tmp_path, bundle):
-    """Out of heap, a request is answered 500 or its connection closed, and nothing else is lost:
-    asyncio's own accept loop ended for good on a MemoryError (a poller entry or a task it could not
-    make), and the producer listened on without ever accepting again."""
+    """Out of heap, a request is answered 500 or its connection closed, and nothing else is lost.
+    (asyncio's own accept loop ended for good on a MemoryError, a poller entry or a task it could not
+    make, and the producer listened on without ever accepting again.)"""
     things = Things(tmp_path)
     try:
         with Simulator(db=str(tmp_path / "gateway.db"), tls_dir=str(tmp_path / "tls"), log=lambda *a: None) as sim:

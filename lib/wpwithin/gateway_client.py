@@ -15,8 +15,7 @@ buffer reserve() makes at its start).
 """
 import sys
 
-from wpwithin import gateway_wire, wire
-from wpwithin.compat import const
+from wpwithin import gateway_wire, http1, wire
 from wpwithin.errors import PeerError, ProtocolError
 
 
@@ -39,9 +38,6 @@ def parse_url(url):
     return tls, host, port, path.rstrip("/")
 
 
-# http_client's response-head buffer: status line (http1.MAX_REQUEST_LINE) + CRLF + its
-# MAX_RESPONSE_HEADER_BLOCK; test_gateway_client checks the sum.
-_RESPONSE_HEAD = const(2306)
 _UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 
@@ -93,7 +89,7 @@ class GatewayClient:
         """Make the connection's response buffer now (a producer, at start): made at the first
         payment, among the leftovers of other requests, its 2.3 KB block was sometimes not there."""
         if self._conns is None and self._buf is None:
-            self._buf = bytearray(_RESPONSE_HEAD)
+            self._buf = bytearray(http1.Limits(header_block=http1.MAX_RESPONSE_HEADER_BLOCK).head)  # as http_client
 
     async def _call(self, method, path, body=None, auth=False):
         headers = {}

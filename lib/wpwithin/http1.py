@@ -45,6 +45,7 @@ VERSION_NOT_SUPPORTED = const(505)
 # max(request line + header block, body) = 1.3 KB per connection.
 MAX_REQUEST_LINE = const(256)  # request line (or status line), CRLF excluded
 MAX_HEADER_BLOCK = const(1024)  # header lines plus the blank line ending them (a Go client sends ~150 bytes)
+MAX_RESPONSE_HEADER_BLOCK = const(2048)  # response headers a client accepts (a gateway sends more than a Thing)
 MAX_HEADERS = const(24)  # header fields in one head
 MAX_BODY = const(1024)  # request body the server accepts (the largest request, a delivery, is ~400 bytes)
 HEAD_ROOM = const(160)  # bytes write_response_head() may need

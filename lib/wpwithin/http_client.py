@@ -21,7 +21,6 @@ from wpwithin.net_errors import (BadResponse, ConnectFailed, ConnectionDropped, 
 
 TIMEOUT = 5  # seconds for connecting, for sending and for each read
 MAX_RESPONSE_BODY = const(4096)  # response body the client accepts
-MAX_RESPONSE_HEADER_BLOCK = const(2048)  # response headers the client accepts (a gateway sends more than a Thing)
 _MAX_CHUNK_LINE = const(128)  # chunk-size line with extensions, CRLF excluded
 # Response framing (ResponseParser.length when it is not a byte count).
 CHUNKED = const(-1)
@@ -198,7 +197,7 @@ class Connection:
         until the next request on this object: no copy, no allocation the size of the body. buf: the
         buffer to use, made earlier (used when it is limits.head bytes long, else one is made)."""
         head = limits or http1.DEFAULT_LIMITS
-        self.limits = http1.Limits(head.request_line, head.header_block if limits else MAX_RESPONSE_HEADER_BLOCK,
+        self.limits = http1.Limits(head.request_line, head.header_block if limits else http1.MAX_RESPONSE_HEADER_BLOCK,
                                    head.headers, max_body)
         self.host = host
         self.port = port

@@ -223,15 +223,16 @@ def heap_report(port, process, timeout=2.0):
                          % (process.proc.poll(), process.text()), process)
 
 
-def idle_heap(port, process, deadline_s=5.0, settle_s=3.0):
+def idle_heap(port, process, deadline_s=5.0, settle_s=3.0, longest_s=12.0):
     """The producer's heap once it has no connection open (the last ones close after the answers).
 
-    The least of the reports taken every 0.25 s for `settle_s` seconds once no
-    connection is open. Some of what the last requests made is let go only
-    after a delay (4 KB of it about 2.5 s after a burst of 32 consumers), and
-    MicroPython's GC is conservative: a stale pointer left on the stack or in
-    a spare slot of a table can keep garbage alive for a moment. A leak shows
-    in every report.
+    The least of the reports taken every 0.25 s once no connection is open,
+    until none has been lower for `settle_s` seconds (at most `longest_s`).
+    Some of what the last requests made is let go only after a delay (4 KB
+    of it about 2.5 s after a burst of 32 consumers), and MicroPython's GC
+    is conservative: a stale pointer left on the stack or in a spare slot
+    of a table can keep garbage alive for a while (2.5 KB for over 3 s once,
+    after 8 consumers). A leak shows in every report.
     """
     deadline = time.monotonic() + deadline_s
     while True:
@@ -239,12 +240,14 @@ def idle_heap(port, process, deadline_s=5.0, settle_s=3.0):
         if report["connections"] == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    until = time.monotonic() + settle_s
+    began = time.monotonic()
+    until = began + settle_s
     while time.monotonic() < until:
         time.sleep(0.25)
         again = heap_report(port, process)
         if again["connections"] == 0 and again["memAlloc"] < report["memAlloc"]:
             report = again
+            until = min(time.monotonic() + settle_s, began + longest_s)
     return report
 
 
