@@ -24,13 +24,12 @@ def say(message):
 
 async def run(thing):
     await thing.start()
-    status = thing.status()
-    if "listening" in status:
-        say("listening on %s serverID %s" % (status["listening"], thing.server_id))
-    if "clientID" in status:
-        say("consumer %s ready" % status["clientID"])
-    if "heapReport" in status:
-        say("heap report on UDP %d (network.debugHeap)" % status["heapReport"])
+    if thing.producer is not None:
+        say("listening on %s serverID %s" % (thing.address(), thing.server_id))
+    if thing.consumer is not None:
+        say("consumer %s ready" % thing.consumer.client_id)
+    if thing.heap_report is not None:
+        say("heap report on UDP %d (network.debugHeap)" % thing.heap_report.port)
     while True:
         await asyncio.sleep(3600)
 

@@ -3,7 +3,6 @@ from expect import raises, refused
 from fixtures import charging
 
 from wpwithin import catalogue, config
-from wpwithin.errors import CONFLICT, NOT_FOUND, UNPROCESSABLE
 
 
 def quote(service_id, price_id, units, sold=0):
@@ -28,22 +27,22 @@ def test_units_above_every_tier_are_capped():
 def test_capacity_caps_units_and_sold_out_is_409():
     assert quote(2, 7, 500) == (7, 120, 600)
     assert quote(2, 7, 500, sold=100) == (7, 20, 100)
-    assert "no units left" in refused(CONFLICT, quote, 2, 7, 1, 120)
+    assert "no units left" in refused(409, quote, 2, 7, 1, 120)
 
 
 def test_unknown_service_and_price_use_the_reference_messages():
-    assert refused(NOT_FOUND, quote, 9, 1, 1) == "Service not found for id 9"
-    assert refused(NOT_FOUND, quote, 1, 9, 1) == "Price not found for id 9"
+    assert refused(404, quote, 9, 1, 1) == "Service not found for id 9"
+    assert refused(404, quote, 1, 9, 1) == "Price not found for id 9"
 
 
 def test_below_every_tier_is_refused():
     cat = catalogue.Catalogue([catalogue.Service(1, "s", "", [catalogue.Price(1, 10, "GBP", 1, "u", "", 5, 10)])])
-    assert "at least 5" in refused(UNPROCESSABLE, cat.quote, 1, 1, 2)
+    assert "at least 5" in refused(422, cat.quote, 1, 1, 2)
 
 
 def test_total_beyond_the_amount_limit_is_refused():
     cat = catalogue.Catalogue([catalogue.Service(1, "s", "", [catalogue.Price(1, 1000000, "GBP", 1, "u")])])
-    assert "total price" in refused(UNPROCESSABLE, cat.quote, 1, 1, 10000)
+    assert "total price" in refused(422, cat.quote, 1, 1, 10000)
 
 
 def test_entries_are_in_id_order_with_reference_keys():

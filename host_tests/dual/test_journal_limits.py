@@ -18,7 +18,6 @@ from expect import refused
 from fixtures import producer
 
 from wpwithin import wire
-from wpwithin.errors import UNPROCESSABLE
 from wpwithin.journal import MAX_LINE, FileJournal
 from wpwithin.ledger import Ledger
 from wpwithin.producer_role import ProducerRole
@@ -100,11 +99,11 @@ def test_the_largest_record_of_every_kind_fits_a_line_and_reloads():
 
 def test_a_byte_over_the_limit_is_refused_naming_the_field():
     for client in CLIENT_IDS:
-        message = refused(UNPROCESSABLE, accepted, "clientID", client + "a")
+        message = refused(422, accepted, "clientID", client + "a")
         assert message == "field clientID is longer than 64 bytes of UTF-8", message
-    assert "clientToken" in refused(UNPROCESSABLE, accepted, "clientToken", TOKENS[0] + "a", 128)
+    assert "clientToken" in refused(422, accepted, "clientToken", TOKENS[0] + "a", 128)
     for control in ("\x00", "\n", "\x1f", "\x7f"):
-        message = refused(UNPROCESSABLE, accepted, "clientID", "adv" + control)
+        message = refused(422, accepted, "clientID", "adv" + control)
         assert message == "field clientID must not hold control characters", message
 
 

@@ -14,7 +14,7 @@ from binascii import hexlify
 
 from fixtures import MemoryGateway
 
-from wpwithin import discovery, wire
+from wpwithin import discovery, repl, wire
 from wpwithin.board_host import HostBoard
 from wpwithin.card import Card
 from wpwithin.config import check, check_secrets
@@ -136,7 +136,7 @@ def test_a_thing_with_both_roles_sells_and_buys_in_one_loop_at_once():
         c = make_thing("thing-c", gateway.url, consumer=True)
         try:
             await start(a, b, c)
-            assert a.status()["roles"] == ["producer", "consumer"]
+            assert repl.thing_status(a)["roles"] == ["producer", "consumer"]
             assert a.consumer.client_id == "thing-a-consumer"
             found = await c.consumer.discover(WAIT * 1000, discovery.LOOPBACK_BROADCAST, 2, BROADCAST_PORT,
                                               PROBE_PORT)
@@ -211,8 +211,8 @@ def test_the_heap_report_is_off_by_default_and_answers_when_configured():
         asker = discovery.udp_socket(broadcast=False)
         try:
             await start(quiet, told)
-            assert quiet.heap_report is None and "heapReport" not in quiet.status()
-            assert told.status()["heapReport"] == HEAP_PORT
+            assert quiet.heap_report is None and "heapReport" not in repl.thing_status(quiet)
+            assert repl.thing_status(told)["heapReport"] == HEAP_PORT
             asker.sendto(b"something else", discovery.address(HOST, HEAP_PORT))  # ignored
             asker.sendto(HEAP_QUERY, discovery.address(HOST, HEAP_PORT))
             data, _ = await asyncio.wait_for(discovery.recvfrom(asker), WAIT)

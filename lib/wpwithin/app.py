@@ -220,7 +220,7 @@ async def run(board, config_path="config.json", secrets_path="secrets.json", hoo
             state["mode"] = "safe"
             return
         state["mode"] = "running"
-        log("running: %s" % thing.status().get("listening", "consumer"))
+        log("running: %s" % (thing.address() or "consumer"))
         state["watcher"] = asyncio.create_task(supervise(
             "wifi", lambda: _watch_network(board, secrets, thing, wifi_check_s), gave_up.set))
         await gave_up.wait()

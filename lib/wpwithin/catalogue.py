@@ -14,7 +14,7 @@ price request with what the producer can actually supply:
 Never does I/O; amounts are integers in minor units.
 """
 from wpwithin import wire
-from wpwithin.errors import CONFLICT, NOT_FOUND, UNPROCESSABLE, ProtocolError
+from wpwithin.errors import ProtocolError
 
 
 class Price:
@@ -50,7 +50,7 @@ class Service:
     def price(self, price_id):
         price = self.prices.get(price_id)
         if price is None:
-            raise ProtocolError(NOT_FOUND, "Price not found for id %d" % price_id)
+            raise ProtocolError(404, "Price not found for id %d" % price_id)
         return price
 
     def price_entries(self):
@@ -66,7 +66,7 @@ class Catalogue:
     def service(self, service_id):
         service = self.services.get(service_id)
         if service is None:
-            raise ProtocolError(NOT_FOUND, "Service not found for id %d" % service_id)
+            raise ProtocolError(404, "Service not found for id %d" % service_id)
         return service
 
     def service_entries(self):
@@ -80,12 +80,12 @@ class Catalogue:
         service = self.service(service_id)
         price = service.price(price_id)
         if units < 1:
-            raise ProtocolError(UNPROCESSABLE, "field selectedNumberOfUnits must be at least 1")
+            raise ProtocolError(422, "field selectedNumberOfUnits must be at least 1")
         supply = units
         if service.capacity is not None:
             left = service.capacity - sold
             if left <= 0:
-                raise ProtocolError(CONFLICT, "Service %d has no units left" % service_id)
+                raise ProtocolError(409, "Service %d has no units left" % service_id)
             supply = min(supply, left)
         if not price.covers(supply):
             # Another tier of the same unit: the cheapest covering the units, else the units capped at
@@ -105,9 +105,9 @@ class Catalogue:
             elif supply > top.max_units:
                 price, supply = top, top.max_units
             else:
-                raise ProtocolError(UNPROCESSABLE, "selectedNumberOfUnits must be at least %d" % low.min_units)
+                raise ProtocolError(422, "selectedNumberOfUnits must be at least %d" % low.min_units)
         total = supply * price.amount
         if total > wire.MAX_AMOUNT:
-            raise ProtocolError(UNPROCESSABLE, "total price exceeds %d; select fewer units" % wire.MAX_AMOUNT)
+            raise ProtocolError(422, "total price exceeds %d; select fewer units" % wire.MAX_AMOUNT)
         return price, supply, total
 

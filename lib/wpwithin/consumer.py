@@ -56,9 +56,9 @@ def _list(f, name):
     if value is None:  # Go marshals an empty slice it never appended to as null
         return []
     if not isinstance(value, list):
-        raise ProtocolError(wire.UNPROCESSABLE, "field %s must be a list" % name)
+        raise ProtocolError(422, "field %s must be a list" % name)
     if len(value) > wire.MAX_ITEMS:
-        raise ProtocolError(wire.UNPROCESSABLE, "field %s has more than %d items" % (name, wire.MAX_ITEMS))
+        raise ProtocolError(422, "field %s has more than %d items" % (name, wire.MAX_ITEMS))
     return value
 
 
@@ -66,7 +66,7 @@ def parse_broadcast(obj):
     f = wire.fields(obj, "broadcast")
     scheme = wire.get_str(f, "scheme", 8, default="http://")
     if scheme not in SCHEMES:
-        raise ProtocolError(wire.UNPROCESSABLE, "field scheme must be http:// or https://")
+        raise ProtocolError(422, "field scheme must be http:// or https://")
     return wire.broadcast(
         wire.get_str(f, "serverID"),
         wire.get_str(f, "deviceDescription", wire.MAX_TEXT_LEN, default="", allow_empty=True),
@@ -80,7 +80,7 @@ def parse_broadcast(obj):
 def parse_url_prefix(prefix):
     """A URL prefix is empty or a path like /api/v1 (no dots, no spaces, no query)."""
     if not wire.is_url_prefix(prefix):
-        raise ProtocolError(wire.UNPROCESSABLE, "field urlPrefix must be empty or a path like /api")
+        raise ProtocolError(422, "field urlPrefix must be empty or a path like /api")
     return prefix
 
 

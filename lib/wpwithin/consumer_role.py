@@ -30,7 +30,7 @@ import random
 from wpwithin import consumer, discovery, http_client, scanner, wire
 from wpwithin.compat import const
 from wpwithin.consumer import Purchase
-from wpwithin.errors import CONFLICT, PAYMENT_DECLINED, UNAVAILABLE, PeerError, ProtocolError
+from wpwithin.errors import PeerError, ProtocolError
 from wpwithin.net_errors import NetError
 
 # A producer at its connection cap answers 503 without reading the request,
@@ -54,7 +54,7 @@ def definite(status, message=""):
     A 5xx leaves it unknown (a 502 "not taken" is settled by the next try,
     which the producer refuses with 402 as that token's outcome).
     """
-    if status == CONFLICT and "in progress" in message:
+    if status == 409 and "in progress" in message:
         return False
     return 400 <= status < 500 and status not in (408, 429)
 
@@ -71,7 +71,7 @@ def maybe_charged(status, retried, message=""):
     """
     if status == 410 and "was paid" in message:
         return True
-    return retried and status not in (PAYMENT_DECLINED, CONFLICT, 410)
+    return retried and status not in (402, 409, 410)
 
 
 def broker_settings(section, secrets, server_id):
@@ -184,7 +184,7 @@ class ConsumerRole:
             finally:
                 await conn.close()
                 self._conns.give(conn)
-            if status != UNAVAILABLE or attempt == self.busy_retries:
+            if status != 503 or attempt == self.busy_retries:
                 break
             self.busy_answers += 1
             await asyncio.sleep(delay * (0.5 + random.getrandbits(8) / 256))
@@ -342,3 +342,21 @@ class ConsumerRole:
         if purchase.warning:
             self.log(purchase.warning)
         return "%d units counted, %d left" % (msg["unitsJustSupplied"], entry.remaining)
+
+
+def start(thing):
+    """The consumer of a Thing (thing.py) as one of its tasks, with its wallet on flash: what a
+    reset cut off is settled at start (same reference, same token)."""
+    from wpwithin import wallet
+    from wpwithin.gateway_client import GatewayClient
+    from wpwithin.journal import FileJournal
+
+    cfg, secrets = thing.config, thing._secrets
+    timeout = cfg.gateway["timeout"]
+    thing.wallet_journal = journal = FileJournal(cfg.consumer["wallet"])
+    thing.consumer = ConsumerRole(
+        cfg.consumer["clientId"] or thing.server_id + "-consumer", secrets.card,
+        GatewayClient(cfg.gateway["url"], ca=thing.gateway_ca, timeout=timeout),
+        timeout=timeout, wallet=wallet.load(journal), journal=journal, payment_timeout=payment_wait(timeout),
+        log=thing.log, broker=broker_settings(cfg.consumer, secrets, thing.server_id))
+    thing.tasks.append(thing._spawn("wallet resume", thing.consumer.keep_resuming))

@@ -13,10 +13,11 @@ import hashlib
 from binascii import a2b_base64, b2a_base64, hexlify
 
 from wpwithin import rfc3339, wire
-from wpwithin.errors import BAD_REQUEST, GONE, ProtocolError
+from wpwithin.compat import const
+from wpwithin.errors import ProtocolError
 
-KEY_BYTES = 16
-_BLOCK = 64
+_KEY_BYTES = const(16)
+_BLOCK = const(64)
 
 
 def hmac_sha256(secret, message):
@@ -55,9 +56,9 @@ def sign(secret, key, server_id, client_id, service_id, units, expiry):
 
 
 def new_key(random_bytes):
-    """Token key text from KEY_BYTES random bytes."""
-    if len(random_bytes) != KEY_BYTES:
-        raise ValueError("a token key needs %d random bytes" % KEY_BYTES)
+    """Token key text from _KEY_BYTES random bytes."""
+    if len(random_bytes) != _KEY_BYTES:
+        raise ValueError("a token key needs %d random bytes" % _KEY_BYTES)
     return hexlify(random_bytes).decode()
 
 
@@ -80,15 +81,15 @@ def verify(secret, token, server_id, client_id, service_id, units, expiry, now):
     """
     signature = token["signature"]
     if not signature:
-        raise ProtocolError(BAD_REQUEST, "delivery token is not signed")
+        raise ProtocolError(400, "delivery token is not signed")
     try:
         presented = a2b_base64(signature)
     except ValueError:
-        raise ProtocolError(BAD_REQUEST, "delivery token signature is not base64")
+        raise ProtocolError(400, "delivery token signature is not base64")
     expected = sign(secret, token["key"], server_id, client_id, service_id, units, token["expiry"])
     if not equal(presented, expected):
-        raise ProtocolError(BAD_REQUEST, "delivery token signature is invalid")
+        raise ProtocolError(400, "delivery token signature is invalid")
     if token["expiry"] != rfc3339.format_time(expiry):  # the text we issued, as the signature binds it
-        raise ProtocolError(BAD_REQUEST, "delivery token expiry was altered")
+        raise ProtocolError(400, "delivery token expiry was altered")
     if now is not None and now >= expiry:
-        raise ProtocolError(GONE, "delivery token expired at %s" % token["expiry"])
+        raise ProtocolError(410, "delivery token expired at %s" % token["expiry"])

@@ -26,7 +26,7 @@ INTERVAL_MS = const(5000)
 BROADCAST_ADDRESS = "255.255.255.255"
 LOOPBACK_BROADCAST = "127.255.255.255"
 PROBE = b"WPWITHIN-PROBE/1"  # not JSON: a reference scanner that gets it by mistake ignores it
-MAX_DATAGRAM = const(1024)
+_MAX_DATAGRAM = const(1024)
 
 def address(host, port):
     return socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1]
@@ -48,7 +48,7 @@ def udp_socket(bind_port=None, broadcast=False):
     return sock
 
 
-async def recvfrom(sock, size=MAX_DATAGRAM):
+async def recvfrom(sock, size=_MAX_DATAGRAM):
     """(datagram, sender address) from a non-blocking UDP socket, without blocking the loop."""
     if not MICROPYTHON:
         return await asyncio.get_running_loop().sock_recvfrom(sock, size)

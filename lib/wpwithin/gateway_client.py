@@ -16,6 +16,7 @@ buffer reserve() makes at its start).
 import sys
 
 from wpwithin import gateway_wire, http1, wire
+from wpwithin.compat import const
 from wpwithin.errors import PeerError, ProtocolError
 
 
@@ -38,7 +39,7 @@ def parse_url(url):
     return tls, host, port, path.rstrip("/")
 
 
-_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+_UNRESERVED = const(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 def quote(text):

@@ -12,6 +12,13 @@ from wpwithin import discovery, wire
 HEAP_QUERY = b"WPWITHIN-HEAP/1"
 
 
+def start(thing):
+    """Answer on thing.config.network["debugHeap"] as one of the Thing's tasks, bound before it returns."""
+    report = thing.heap_report = HeapReport(thing, thing.config.network["debugHeap"])
+    report.open()
+    thing.tasks.append(thing._spawn("heap report", report.run))
+
+
 class HeapReport:
     """Answers HEAP_QUERY datagrams on a UDP port with the heap in use after a full collection.
 

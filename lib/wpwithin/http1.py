@@ -33,20 +33,14 @@ function costs ~100 B of heap from .mpy), and error messages are short
 fixed phrases naming the problem.
 """
 from wpwithin.compat import const
-from wpwithin.errors import (
-    BAD_GATEWAY, BAD_REQUEST, HEADERS_TOO_LARGE, LENGTH_REQUIRED, PAYLOAD_TOO_LARGE, ProtocolError, nth)
-
-URI_TOO_LONG = const(414)
-EXPECTATION_FAILED = const(417)
-NOT_IMPLEMENTED = const(501)
-VERSION_NOT_SUPPORTED = const(505)
+from wpwithin.errors import ProtocolError, nth
 
 # Defaults sized for an ESP32 without PSRAM: a server buffer holds
 # max(request line + header block, body) = 1.3 KB per connection.
-MAX_REQUEST_LINE = const(256)  # request line (or status line), CRLF excluded
+_MAX_REQUEST_LINE = const(256)  # request line (or status line), CRLF excluded
 MAX_HEADER_BLOCK = const(1024)  # header lines plus the blank line ending them (a Go client sends ~150 bytes)
 MAX_RESPONSE_HEADER_BLOCK = const(2048)  # response headers a client accepts (a gateway sends more than a Thing)
-MAX_HEADERS = const(24)  # header fields in one head
+_MAX_HEADERS = const(24)  # header fields in one head
 MAX_BODY = const(1024)  # request body the server accepts (the largest request, a delivery, is ~400 bytes)
 HEAD_ROOM = const(160)  # bytes write_response_head() may need
 
@@ -57,27 +51,27 @@ _CR = const(13)
 # The header fields we act on, each ended by a space (one bytes object costs less heap than a
 # tuple of them); the first four shape the framing and are kept as parser attributes, the others
 # go into `headers`. Names are compared in place: no lower-cased copy of a header name is made.
-_FIELDS = b"content-length transfer-encoding connection expect host content-type authorization "
-_NAMES = ("content-length", "_coding", "_connection", "_expect", "host", "content-type", "authorization")
+_FIELDS = const(b"content-length transfer-encoding connection expect host content-type authorization ")
+_NAMES = const(("content-length", "_coding", "_connection", "_expect", "host", "content-type", "authorization"))
 
 # Interned methods: the common ones cost no allocation per request.
-_METHOD_WORDS = b"GET POST HEAD "
-_METHODS = ("GET", "POST", "HEAD")
-_TCHAR_EXTRA = b"!#$%&'*+-.^_`|~"
+_METHOD_WORDS = const(b"GET POST HEAD ")
+_METHODS = const(("GET", "POST", "HEAD"))
+_TCHAR_EXTRA = const(b"!#$%&'*+-.^_`|~")
 
 # Reason phrases as Go's net/http writes them, for the statuses a Thing sends, one line each
 # (as one bytes object: 1.2 KB less heap than a dict); any other status gets an empty reason
 # phrase, which HTTP/1.1 allows.
-_REASONS = (b"200OK\n400Bad Request\n402Payment Required\n404Not Found\n405Method Not Allowed\n"
+_REASONS = (const(b"200OK\n400Bad Request\n402Payment Required\n404Not Found\n405Method Not Allowed\n"
             b"408Request Timeout\n409Conflict\n410Gone\n411Length Required\n413Request Entity Too Large\n"
             b"414Request URI Too Long\n417Expectation Failed\n422Unprocessable Entity\n"
             b"431Request Header Fields Too Large\n500Internal Server Error\n501Not Implemented\n"
-            b"502Bad Gateway\n503Service Unavailable\n504Gateway Timeout\n505HTTP Version Not Supported\n")
+            b"502Bad Gateway\n503Service Unavailable\n504Gateway Timeout\n505HTTP Version Not Supported\n"))
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # Refusals' phrases in one string, by number: _fail(status, n, arg) says the n-th, its %d or %s
 # filled with arg (a string object each cost 1.3 KB more heap, .mpy, 64-bit).
-_WHY = ("header block over %d bytes|status line over %d bytes|request line over %d bytes|"
+_WHY = (const("header block over %d bytes|status line over %d bytes|request line over %d bytes|"
         "bare LF: lines must end in CRLF|stray CR in a line|empty start line|over %d header fields|"
         "folded header line (obs-fold)|header without a name and colon|"
         "whitespace in a header name or before the colon|Content-Length is not a decimal number|"
@@ -87,7 +81,7 @@ _WHY = ("header block over %d bytes|status line over %d bytes|request line over 
         "control, space or non-ASCII byte in the target|both Transfer-Encoding and Content-Length|"
         "chunked body: send Content-Length|Transfer-Encoding not supported: send Content-Length|"
         "Content-Length required|body over %d bytes|HTTP/1.1 request without Host|"
-        "only Expect: 100-continue is supported")
+        "only Expect: 100-continue is supported"))
 
 
 class Limits:
@@ -97,8 +91,8 @@ class Limits:
     whole head, and later a whole body.
     """
 
-    def __init__(self, request_line=MAX_REQUEST_LINE, header_block=MAX_HEADER_BLOCK,
-                 headers=MAX_HEADERS, body=MAX_BODY):
+    def __init__(self, request_line=_MAX_REQUEST_LINE, header_block=MAX_HEADER_BLOCK,
+                 headers=_MAX_HEADERS, body=MAX_BODY):
         for value in (request_line, header_block, headers, body):
             if type(value) is not int or value < 1:
                 raise ValueError("limits must be positive integers")
@@ -250,7 +244,7 @@ class RequestParser:
             why = nth(_WHY, why)
             if arg is not None:
                 why %= arg
-        raise ProtocolError(BAD_GATEWAY if self._response else status, why)
+        raise ProtocolError(502 if self._response else status, why)
 
     def parse(self, buf, start=0, end=None):
         """Parse buf[start:end]; None while the head is incomplete, else what the head says."""
@@ -265,22 +259,22 @@ class RequestParser:
             if nl < 0:
                 if end >= stop:
                     if not first:
-                        self._fail(HEADERS_TOO_LARGE, 0, limits.header_block)  # header block over N bytes
+                        self._fail(431, 0, limits.header_block)  # header block over N bytes
                     if self._response:
-                        self._fail(BAD_GATEWAY, 1, limits.request_line)  # status line over N bytes
-                    self._fail(URI_TOO_LONG, 2, limits.request_line)  # request line over N bytes
+                        self._fail(502, 1, limits.request_line)  # status line over N bytes
+                    self._fail(414, 2, limits.request_line)  # request line over N bytes
                 if first:
                     self._scan = end - start
                 return None
             le = nl - 1
             if nl == pos or buf[le] != _CR:
-                self._fail(BAD_REQUEST, 3)  # bare LF: lines must end in CRLF
+                self._fail(400, 3)  # bare LF: lines must end in CRLF
             if buf.find(b"\r", pos, le) >= 0:
-                self._fail(BAD_REQUEST, 4)  # stray CR in a line
+                self._fail(400, 4)  # stray CR in a line
             self._scan = nl + 1 - start
             if first:
                 if le == start:
-                    self._fail(BAD_REQUEST, 5)  # empty start line
+                    self._fail(400, 5)  # empty start line
                 self.headers = {}
                 self._start_line(buf, start, le)
                 self._block = self._scan
@@ -291,15 +285,15 @@ class RequestParser:
             # a header line
             self._fields += 1
             if self._fields > limits.headers:
-                self._fail(HEADERS_TOO_LARGE, 6, limits.headers)  # over N header fields
+                self._fail(431, 6, limits.headers)  # over N header fields
             c = buf[pos]
             if c == _SP or c == _HT:
-                self._fail(BAD_REQUEST, 7)  # folded header line (obs-fold)
+                self._fail(400, 7)  # folded header line (obs-fold)
             colon = buf.find(b":", pos, le)
             if colon <= pos:
-                self._fail(BAD_REQUEST, 8)  # header without a name and colon
+                self._fail(400, 8)  # header without a name and colon
             if buf.find(b" ", pos, colon) >= 0 or buf.find(b"\t", pos, colon) >= 0:
-                self._fail(BAD_REQUEST, 9)  # whitespace in a header name or before the colon
+                self._fail(400, 9)  # whitespace in a header name or before the colon
             k = _index(_FIELDS, buf, pos, colon - pos, True)
             if k < 0:
                 continue  # a field we do not act on: skipped without a copy
@@ -318,26 +312,26 @@ class RequestParser:
                     value = value * 10 + d
                     i += 1
                 if vs == le or i < le or le - vs > 10:
-                    self._fail(BAD_REQUEST, 10)  # Content-Length is not a decimal number
+                    self._fail(400, 10)  # Content-Length is not a decimal number
                 if self.content_length is not None and self.content_length != value:
-                    self._fail(BAD_REQUEST, 11)  # conflicting Content-Length values
+                    self._fail(400, 11)  # conflicting Content-Length values
                 self.content_length = value
                 continue
             for i in range(vs, le):
                 c = buf[i]
                 if (c < _SP and c != _HT) or c >= 127:
-                    self._fail(BAD_REQUEST, 12)  # control or non-ASCII byte in a header
+                    self._fail(400, 12)  # control or non-ASCII byte in a header
             value = str(buf[vs:le], "ascii")
             name = _NAMES[k]
             if k < 4:
                 old = getattr(self, name)
                 if old is not None:
                     if k == 3:
-                        self._fail(BAD_REQUEST, 13)  # Expect header twice
+                        self._fail(400, 13)  # Expect header twice
                     value = old + ", " + value  # a list may be split over several lines
                 setattr(self, name, value)
             elif name in self.headers:
-                self._fail(BAD_REQUEST, 14, name)  # header NAME twice
+                self._fail(400, 14, name)  # header NAME twice
             else:
                 self.headers[name] = value
 
@@ -346,12 +340,12 @@ class RequestParser:
         sp1 = buf.find(b" ", start, le)
         sp2 = buf.find(b" ", sp1 + 1, le) if sp1 > start else -1
         if sp2 < 0 or buf.find(b" ", sp2 + 1, le) >= 0:
-            self._fail(BAD_REQUEST, 15)  # request line is not: method SP target SP version
+            self._fail(400, 15)  # request line is not: method SP target SP version
         minor = http_version(buf, sp2 + 1, le)
         if minor == -2:
-            self._fail(BAD_REQUEST, 16)  # malformed HTTP version
+            self._fail(400, 16)  # malformed HTTP version
         if minor == -1:
-            self._fail(VERSION_NOT_SUPPORTED, 17)  # only HTTP/1.x is supported
+            self._fail(505, 17)  # only HTTP/1.x is supported
         self.http10 = minor == 0
         k = _index(_METHOD_WORDS, buf, start, sp1 - start, False)
         if k >= 0:
@@ -360,15 +354,15 @@ class RequestParser:
             for i in range(start, sp1):
                 c = buf[i]
                 if not (97 <= c <= 122 or 65 <= c <= 90 or 48 <= c <= 57 or (c > _SP and c in _TCHAR_EXTRA)):
-                    self._fail(BAD_REQUEST, 18)  # method is not a token
+                    self._fail(400, 18)  # method is not a token
             method = str(buf[start:sp1], "ascii")
         self.method = method
         if buf[sp1 + 1] != 47:  # "/"
-            self._fail(BAD_REQUEST, 19)  # request target must start with /
+            self._fail(400, 19)  # request target must start with /
         for i in range(sp1 + 1, sp2):
             c = buf[i]
             if c <= _SP or c >= 127:
-                self._fail(BAD_REQUEST, 20)  # control, space or non-ASCII byte in the target
+                self._fail(400, 20)  # control, space or non-ASCII byte in the target
         self.target = str(buf[sp1 + 1:sp2], "ascii")
 
     def _finish(self):
@@ -376,21 +370,21 @@ class RequestParser:
         method = self.method
         if self._coding is not None:
             if self.content_length is not None:
-                self._fail(BAD_REQUEST, 21)  # both Transfer-Encoding and Content-Length
+                self._fail(400, 21)  # both Transfer-Encoding and Content-Length
             if has_token(self._coding, "chunked"):
-                self._fail(LENGTH_REQUIRED, 22)  # chunked body: send Content-Length
-            self._fail(NOT_IMPLEMENTED, 23)  # Transfer-Encoding not supported: send Content-Length
+                self._fail(411, 22)  # chunked body: send Content-Length
+            self._fail(501, 23)  # Transfer-Encoding not supported: send Content-Length
         if self.content_length is None:
             if method == "POST" or method == "PUT" or method == "PATCH":
-                self._fail(LENGTH_REQUIRED, 24)  # Content-Length required
+                self._fail(411, 24)  # Content-Length required
             self.content_length = 0
         if self.content_length > self.limits.body:
-            self._fail(PAYLOAD_TOO_LARGE, 25, self.limits.body)  # body over N bytes
+            self._fail(413, 25, self.limits.body)  # body over N bytes
         if "host" not in headers and not self.http10:
-            self._fail(BAD_REQUEST, 26)  # HTTP/1.1 request without Host
+            self._fail(400, 26)  # HTTP/1.1 request without Host
         if self._expect is not None:
             if self._expect.lower() != "100-continue":
-                self._fail(EXPECTATION_FAILED, 27)  # only Expect: 100-continue is supported
+                self._fail(417, 27)  # only Expect: 100-continue is supported
             self.expect_continue = not self.http10 and self.content_length > 0
         self.keep_alive = not self.http10 and not (self._connection is not None
                                                    and has_token(self._connection, "close"))

@@ -15,12 +15,12 @@ import errno
 
 from wpwithin import http1
 from wpwithin.compat import const
-from wpwithin.errors import BAD_GATEWAY, ProtocolError, nth
+from wpwithin.errors import ProtocolError, nth
 from wpwithin.net_errors import (BadResponse, ConnectFailed, ConnectionDropped, HttpTimeout, NetError, TlsFailed,
                                  wait_for)
 
-TIMEOUT = 5  # seconds for connecting, for sending and for each read
-MAX_RESPONSE_BODY = const(4096)  # response body the client accepts
+_TIMEOUT = const(5)  # seconds for connecting, for sending and for each read
+_MAX_RESPONSE_BODY = const(4096)  # response body the client accepts
 _MAX_CHUNK_LINE = const(128)  # chunk-size line with extensions, CRLF excluded
 # Response framing (ResponseParser.length when it is not a byte count).
 CHUNKED = const(-1)
@@ -28,29 +28,31 @@ UNTIL_CLOSE = const(-2)
 _SP = const(32)
 _HT = const(9)
 _CR = const(13)
-_READ_SIZE = 512
+_READ_SIZE = const(512)
 # errno values meaning "no connection" (MicroPython's errno has no ENETUNREACH).
 _REFUSED = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ETIMEDOUT, getattr(errno, "ENETUNREACH", 0))
 # The failures' phrases in one string, by number (a string object each cost 0.9 KB more heap),
 # and what the client was doing (_failure's `doing`: _CONNECTING, _SENDING, _READING).
-_WHY = ("response is not HTTP/1.x|malformed status line|response Transfer-Encoding not supported|"
+_WHY = (const("response is not HTTP/1.x|malformed status line|response Transfer-Encoding not supported|"
         "response body over %d bytes|chunk framing line too long|chunk framing line ends in a bare LF|"
         "bad chunk size|chunk data longer than its size|%s closed the connection before answering|"
         "%s closed the connection mid-body|%s %s timed out after %s s|TLS with %s failed: %s|"
         "cannot connect to %s: %s|%s %s failed: %s|%s closed the connection|method must be an HTTP token|"
         "path must start with / and hold printable ASCII only|body must be bytes|"
-        "header %s is set by the client|header %s has a bad name or value")
-_DOING = "connecting to|sending to|reading from"
+        "header %s is set by the client|header %s has a bad name or value"))
+_DOING = const("connecting to|sending to|reading from")
 _CONNECTING = const(0)
 _SENDING = const(1)
 _READING = const(2)
 
 
 def _ok(text, token):
-    """`text` is an HTTP token (`token`), or printable ASCII and tabs (not `token`)."""
-    for c in text:
-        o = ord(c)
-        if o > 126 or (o < 32 and o != 9) or (token and not (c.isalpha() or c.isdigit() or c in "!#$%&'*+-.^_`|~")):
+    """`text` is an HTTP token (`token`), or printable ASCII and tabs (not `token`).
+
+    Reads bytes: iterating a str makes each character it holds a name MicroPython never frees."""
+    for o in text.encode():
+        if o > 126 or (o < 32 and o != 9) or (token and not (
+                97 <= o <= 122 or 65 <= o <= 90 or 48 <= o <= 57 or o in b"!#$%&'*+-.^_`|~")):
             return False
     return bool(text) or not token
 
@@ -78,7 +80,7 @@ class ResponseParser(http1.RequestParser):
         if sp < 0:
             sp = le
         if http1.http_version(buf, start, sp) < 0:
-            self._fail(BAD_GATEWAY, nth(_WHY, 0))
+            self._fail(502, nth(_WHY, 0))
         self.http10 = buf[sp - 1] == 48
         status = 0
         if le - sp >= 4 and (le - sp == 4 or buf[sp + 4] == _SP):
@@ -89,7 +91,7 @@ class ResponseParser(http1.RequestParser):
                     break
                 status = status * 10 + d
         if status < 100:
-            self._fail(BAD_GATEWAY, nth(_WHY, 1))
+            self._fail(502, nth(_WHY, 1))
         self.status = status
 
     def _finish(self):
@@ -101,11 +103,11 @@ class ResponseParser(http1.RequestParser):
             self.length = 0
         elif coding is not None:
             if self.content_length is not None or coding.strip().lower() != "chunked":
-                self._fail(BAD_GATEWAY, nth(_WHY, 2))
+                self._fail(502, nth(_WHY, 2))
             self.length = CHUNKED
         elif self.content_length is not None:
             if self.content_length > self.limits.body:
-                self._fail(BAD_GATEWAY, nth(_WHY, 3) % self.limits.body)
+                self._fail(502, nth(_WHY, 3) % self.limits.body)
             self.length = self.content_length
         else:
             self.length = UNTIL_CLOSE
@@ -123,7 +125,7 @@ class ChunkedBody:
     after a chunk's data; -2 trailer lines (until the empty one).
     """
 
-    def __init__(self, limit=MAX_RESPONSE_BODY, trailer_limit=http1.MAX_HEADER_BLOCK):
+    def __init__(self, limit=_MAX_RESPONSE_BODY, trailer_limit=http1.MAX_HEADER_BLOCK):
         self.body = bytearray()
         self.limit = limit
         self.trailer_limit = trailer_limit
@@ -145,12 +147,12 @@ class ChunkedBody:
             limit = _MAX_CHUNK_LINE if left > -2 else self.trailer_limit - self._trailer
             nl = buf.find(b"\n", pos, end)
             if (nl if nl >= 0 else end) - pos > limit + 1:
-                raise ProtocolError(BAD_GATEWAY, nth(_WHY, 4))
+                raise ProtocolError(502, nth(_WHY, 4))
             if nl < 0:
                 break
             le = nl - 1
             if nl == pos or buf[le] != _CR:
-                raise ProtocolError(BAD_GATEWAY, nth(_WHY, 5))
+                raise ProtocolError(502, nth(_WHY, 5))
             if left == 0:  # the size line: hex digits, then maybe ";" extensions, which we ignore
                 size = 0
                 i = pos
@@ -160,17 +162,17 @@ class ChunkedBody:
                         break
                     d = c - 48 if 48 <= c <= 57 else (c | 32) - 87  # 0-9, then a-f or A-F
                     if not 0 <= d <= 15 or (d < 10 and c > 57) or i - pos > 7:
-                        raise ProtocolError(BAD_GATEWAY, nth(_WHY, 6))
+                        raise ProtocolError(502, nth(_WHY, 6))
                     size = size * 16 + d
                     i += 1
                 if i == pos:
-                    raise ProtocolError(BAD_GATEWAY, nth(_WHY, 6))
+                    raise ProtocolError(502, nth(_WHY, 6))
                 if len(self.body) + size > self.limit:
-                    raise ProtocolError(BAD_GATEWAY, nth(_WHY, 3) % self.limit)
+                    raise ProtocolError(502, nth(_WHY, 3) % self.limit)
                 self._left = size if size else -2
             elif left == -1:
                 if le != pos:
-                    raise ProtocolError(BAD_GATEWAY, nth(_WHY, 7))
+                    raise ProtocolError(502, nth(_WHY, 7))
                 self._left = 0
             else:
                 self._trailer += nl + 1 - pos
@@ -191,8 +193,8 @@ class Connection:
     knows whether repeating them is safe.
     """
 
-    def __init__(self, host, port, timeout=TIMEOUT, tls=None, server_hostname=None,
-                 max_body=MAX_RESPONSE_BODY, limits=None, view_body=False, buf=None):
+    def __init__(self, host, port, timeout=_TIMEOUT, tls=None, server_hostname=None,
+                 max_body=_MAX_RESPONSE_BODY, limits=None, view_body=False, buf=None):
         """view_body: a body that arrives within the buffer is returned as a memoryview of it, valid
         until the next request on this object: no copy, no allocation the size of the body. buf: the
         buffer to use, made earlier (used when it is limits.head bytes long, else one is made)."""
@@ -453,7 +455,7 @@ class Reuse:
     heap until a block that size cannot be found.
     """
 
-    def __init__(self, timeout=TIMEOUT, tls=None, view_body=False, buf=None):
+    def __init__(self, timeout=_TIMEOUT, tls=None, view_body=False, buf=None):
         """buf: the first connection object's buffer, made earlier (see Connection)."""
         self.timeout = timeout
         self.tls = tls
@@ -487,8 +489,8 @@ class Reuse:
             self.give(conn)
 
 
-async def request(method, host, port, path, body=None, headers=None, timeout=TIMEOUT, tls=None,
-                  server_hostname=None, max_body=MAX_RESPONSE_BODY):
+async def request(method, host, port, path, body=None, headers=None, timeout=_TIMEOUT, tls=None,
+                  server_hostname=None, max_body=_MAX_RESPONSE_BODY):
     """One request on a fresh connection, closed afterwards: (status, headers, body bytes)."""
     conn = Connection(host, port, timeout, tls, server_hostname, max_body)
     try:

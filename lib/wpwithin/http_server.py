@@ -47,7 +47,7 @@ import sys
 
 from wpwithin import http1, wire
 from wpwithin.compat import MICROPYTHON, const
-from wpwithin.errors import INTERNAL, UNAVAILABLE, ProtocolError
+from wpwithin.errors import ProtocolError
 from wpwithin.net_errors import Readable
 
 try:
@@ -72,7 +72,7 @@ _IDLE_TIMEOUT = const(30)  # seconds a kept-alive connection may wait for its ne
 _MAX_CONNECTIONS = const(4)  # lwIP on an ESP32 has 10 sockets for everything
 _LINGER_MS = const(1000)  # spent discarding input after an error, so the answer is not lost to a reset
 _BUSY_DRAIN = const(1024)  # bytes of a refused connection's request read before closing it
-_BUSY_LINGER = 0.1  # seconds that read may wait
+_BUSY_LINGER = const(0.1)  # seconds that read may wait
 _LISTEN_RETRY_MS = const(20)  # the accept loop's pause after a failed accept
 _STALL = const(1)  # seconds after which a connection still sending its request may lose its slot to a new one
 
@@ -138,7 +138,7 @@ class Server:
         self._server = None
         self._watchdog = None
         # Answers made once, so refusing costs nothing at the worst moment.
-        self._busy = self._answer(UNAVAILABLE, "too many connections; try again shortly")
+        self._busy = self._answer(503, "too many connections; try again shortly")
         # What refused connections' requests are read into and dropped: shared, made at the first
         # refusal and kept. A buffer per refusal (Stream.read) is what runs a busy producer's small
         # heap out.
@@ -438,7 +438,7 @@ class Server:
             except Exception as exc:  # a failing handler must not take the server down
                 q = path.find("?")
                 self.log("handler failed on %s %s: %s" % (method, path if q < 0 else path[:q], type(exc).__name__))
-                status, out = INTERNAL, _error_body(INTERNAL, "internal error")
+                status, out = 500, _error_body(500, "internal error")
             close = not parser.keep_alive
             writer.write(_response(slot, status, out, close, method == "HEAD"))
             self._arm(slot, self.read_ms)  # a peer that never reads cannot hold the slot

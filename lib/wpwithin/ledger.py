@@ -65,8 +65,7 @@ QUOTED order can be charged; a PAID order answers a retried payment with
 its earlier result. Never does I/O; times are Unix seconds passed in.
 """
 from wpwithin.compat import const
-from wpwithin.errors import (
-    BAD_REQUEST, CONFLICT, GONE, NOT_FOUND, PAYMENT_DECLINED, UNAVAILABLE, ProtocolError, nth)
+from wpwithin.errors import ProtocolError, nth
 
 QUOTED = const(0)
 PAYING = const(1)
@@ -79,7 +78,7 @@ ANSWER = const(1)  # already paid: answer with the earlier result, charge nothin
 QUOTE_GRACE = const(30)  # seconds a quote is safe from being dropped to make room: time to pay it
 
 # The refusals, in one string said by number (errors.nth): a string object each costs ~90 B more heap.
-_WHY = ("payment reference already in use|"
+_WHY = (const("payment reference already in use|"
         "too many open orders; try again later|"
         "this order was paid; its delivery token is used up or has expired|"
         "Unable to find order for payment ref %s|"
@@ -94,7 +93,7 @@ _WHY = ("payment reference already in use|"
         "delivery token has expired|"
         "a delivery is already in progress on this token; end it first|"
         "Requested units (%d) not available for selected order. Units available = %d|"
-        "no delivery in progress on this token; begin one first")
+        "no delivery in progress on this token; begin one first"))
 _IN_USE = const(0)
 _FULL = const(1)
 _USED_UP = const(2)
@@ -307,7 +306,7 @@ class Ledger:
     def quote(self, ref, client_id, service_id, price_id, units, total, currency, now):
         """Record a quote; returns the records (drops of stale quotes first, if full)."""
         if ref in self.orders:
-            raise ProtocolError(CONFLICT, nth(_WHY, _IN_USE))
+            raise ProtocolError(409, nth(_WHY, _IN_USE))
         out = []
         if len(self.orders) >= self.max_orders:
             # The oldest unpaid quote goes, if it is at least QUOTE_GRACE old: a fresher one may be
@@ -319,7 +318,7 @@ class Ledger:
                         oldest is None or o.quoted_at < oldest.quoted_at):
                     oldest = o
             if oldest is None:
-                raise ProtocolError(UNAVAILABLE, nth(_WHY, _FULL))
+                raise ProtocolError(503, nth(_WHY, _FULL))
             out.append(self._do(["x", oldest.ref]))
         out.append(self._do(["q", ref, client_id, service_id, price_id, units, total, currency, now]))
         return out
@@ -342,10 +341,10 @@ class Ledger:
             for key in self.spent:
                 spent = self.used_up(key)
                 if spent[0] == ref and spent[1] == client_id:
-                    raise ProtocolError(GONE, nth(_WHY, _USED_UP))
-            raise ProtocolError(NOT_FOUND, nth(_WHY, _NO_ORDER) % ref)
+                    raise ProtocolError(410, nth(_WHY, _USED_UP))
+            raise ProtocolError(404, nth(_WHY, _NO_ORDER) % ref)
         if order.client_id != client_id:
-            raise ProtocolError(BAD_REQUEST, nth(_WHY, _NOT_YOURS))
+            raise ProtocolError(400, nth(_WHY, _NOT_YOURS))
         return order
 
     def payment_step(self, ref, client_id, now, token=""):
@@ -353,14 +352,14 @@ class Ledger:
         order = self.order(ref, client_id)
         if order.state == PAID:
             if order.token and token != order.token:
-                raise ProtocolError(CONFLICT, nth(_WHY, _PAID_ELSEWHERE))
+                raise ProtocolError(409, nth(_WHY, _PAID_ELSEWHERE))
             return ANSWER
         if order.state == PAYING:  # the shell settles an attempt in flight with the gateway first
-            raise ProtocolError(CONFLICT, nth(_WHY, _IN_PROGRESS))
+            raise ProtocolError(409, nth(_WHY, _IN_PROGRESS))
         if order.failure and order.token and token == order.token:
-            raise ProtocolError(PAYMENT_DECLINED, nth(_WHY, _DECLINED) % order.failure)
+            raise ProtocolError(402, nth(_WHY, _DECLINED) % order.failure)
         if now >= order.quoted_at + self.quote_ttl:
-            raise ProtocolError(GONE, nth(_WHY, _QUOTE_EXPIRED))
+            raise ProtocolError(410, nth(_WHY, _QUOTE_EXPIRED))
         return CHARGE
 
     def start_payment(self, ref, now, token=""):
@@ -379,8 +378,14 @@ class Ledger:
     def failed(self, ref, reason):
         if self.orders[ref].state != PAYING:
             raise ValueError("only an order being paid can fail")
-        # Whatever the gateway said, the record fits a journal line: printable ASCII, 100 at most.
-        reason = "".join(c if " " <= c <= "~" and c not in "\"\\" else "?" for c in reason[:100])
+        # Whatever the gateway said, the record fits a journal line: printable ASCII, 100 at most,
+        # one "?" for any other character. Bytes: iterating the str would make each character a
+        # name MicroPython never frees (a continuation byte 0b10xxxxxx is part of the one before).
+        kept = bytearray()
+        for byte in reason[:100].encode("utf-8", "surrogatepass"):  # CPython: a lone surrogate too
+            if byte & 0xC0 != 0x80:
+                kept.append(byte if 32 <= byte <= 126 and byte != 34 and byte != 92 else 63)
+        reason = kept.decode()
         return self._do(["f", ref, reason])
 
     def unresolved(self):
@@ -395,7 +400,7 @@ class Ledger:
         if order is None:
             spent = self.used_up(key)
             if spent is None:
-                raise ProtocolError(BAD_REQUEST, nth(_WHY, _UNKNOWN_TOKEN))
+                raise ProtocolError(400, nth(_WHY, _UNKNOWN_TOKEN))
             ref, client, service, units, expiry = spent
             order = Order(ref, client, service, 0, units, 0, "", 0)  # answered as the used-up order was
             order.state = PAID
@@ -403,28 +408,28 @@ class Ledger:
             order.expiry = expiry
             order.delivered = units
         if order.client_id != client_id:
-            raise ProtocolError(BAD_REQUEST, nth(_WHY, _OTHER_CLIENT))
+            raise ProtocolError(400, nth(_WHY, _OTHER_CLIENT))
         if order.service_id != service_id:
             raise ProtocolError(
-                BAD_REQUEST, nth(_WHY, _OTHER_SERVICE) % (order.service_id, service_id))
+                400, nth(_WHY, _OTHER_SERVICE) % (order.service_id, service_id))
         return order
 
     def begin_delivery(self, order, units, now):
         """Put `units` in flight; returns the record. More than is left is refused (409)."""
         if now >= order.expiry:
-            raise ProtocolError(GONE, nth(_WHY, _TOKEN_EXPIRED))
+            raise ProtocolError(410, nth(_WHY, _TOKEN_EXPIRED))
         if order.in_flight:
-            raise ProtocolError(CONFLICT, nth(_WHY, _DELIVERING))
+            raise ProtocolError(409, nth(_WHY, _DELIVERING))
         left = order.remaining()
         if units > left:
             raise ProtocolError(
-                CONFLICT, nth(_WHY, _UNITS_LEFT) % (units, left))
+                409, nth(_WHY, _UNITS_LEFT) % (units, left))
         return self._do(["b", order.key, units, now])
 
     def end_delivery(self, order, units_supplied):
         """Close the delivery in progress; returns (record, units counted as supplied)."""
         if not order.in_flight:
-            raise ProtocolError(CONFLICT, nth(_WHY, _NOT_DELIVERING))
+            raise ProtocolError(409, nth(_WHY, _NOT_DELIVERING))
         supplied = units_supplied if units_supplied < order.in_flight else order.in_flight
         return self._do(["e", order.key, supplied]), supplied
 

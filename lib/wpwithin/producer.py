@@ -13,22 +13,18 @@ Never does I/O, never sees card numbers, never returns the service key.
 from binascii import hexlify
 
 from wpwithin import delivery_token, gateway_wire, wire
-from wpwithin.errors import (
-    BAD_GATEWAY, CONFLICT, METHOD_NOT_ALLOWED, NOT_FOUND, PAYMENT_DECLINED, ProtocolError)
+from wpwithin.compat import const
+from wpwithin.errors import ProtocolError
 from wpwithin.ledger import ANSWER, CHARGE, attempt_code
 
-DISCOVER = "discover"
-PRICES = "prices"
-TOTAL = "requestTotal"
-PAYMENT = "payment"
-BEGIN = "begin"
-END = "end"
-
-_WEEK = 7 * 86400  # the reference's token lifetime
+_WEEK = const(7 * 86400)  # the reference's token lifetime
 
 
 def route(prefix, method, path):
-    """(handler, service id text or None) for a request; 404/405 otherwise.
+    """(route, service id text or None) for a request; 404/405 otherwise.
+
+    The route is its last path word: "discover", "prices", "requestTotal",
+    "payment", "begin" or "end".
 
     Matching is exact: no dot segments, no doubled slashes, no percent
     escapes. A query string is ignored, as Go's router ignores it.
@@ -37,24 +33,24 @@ def route(prefix, method, path):
     if q >= 0:
         path = path[:q]
     if not path.startswith(prefix):
-        raise ProtocolError(NOT_FOUND, "no such route")
+        raise ProtocolError(404, "no such route")
     parts = path[len(prefix):].split("/")
     name = service = None
     if parts[0] == "" and len(parts) >= 2:  # the route part starts with a slash
         if len(parts) == 2 and parts[1] == "payment":
-            name = PAYMENT
+            name = "payment"
         elif parts[1] == "service":
             if len(parts) == 3 and parts[2] == "discover":
-                name = DISCOVER
-            elif len(parts) == 4 and parts[3] in (PRICES, TOTAL):
+                name = "discover"
+            elif len(parts) == 4 and parts[3] in ("prices", "requestTotal"):
                 name, service = parts[3], parts[2]
-            elif len(parts) == 5 and parts[3] == "delivery" and parts[4] in (BEGIN, END):
+            elif len(parts) == 5 and parts[3] == "delivery" and parts[4] in ("begin", "end"):
                 name, service = parts[4], parts[2]
     if name is None:
-        raise ProtocolError(NOT_FOUND, "no such route")
-    wanted = "GET" if name in (DISCOVER, PRICES) else "POST"
+        raise ProtocolError(404, "no such route")
+    wanted = "GET" if name in ("discover", "prices") else "POST"
     if method != wanted:
-        raise ProtocolError(METHOD_NOT_ALLOWED, "use %s for this route" % wanted)
+        raise ProtocolError(405, "use %s for this route" % wanted)
     return name, service
 
 
@@ -123,7 +119,7 @@ class Producer:
         if service.capacity is not None:
             held = self.ledger.sold.get(order.service_id, 0) + self.ledger.held(order.service_id, now, order)
             if held + order.units > service.capacity:
-                raise ProtocolError(CONFLICT, "the units quoted are no longer available; request a new total")
+                raise ProtocolError(409, "the units quoted are no longer available; request a new total")
         record = self.ledger.start_payment(ref, now, token)
         return CHARGE, self.order_request(order), record, ref
 
@@ -139,7 +135,7 @@ class Producer:
         if (gateway_order["paymentStatus"] != gateway_wire.SUCCESS
                 or gateway_order["amount"] != order.total
                 or gateway_order["currencyCode"] != order.currency):
-            raise ProtocolError(BAD_GATEWAY, "gateway answer does not match the order")
+            raise ProtocolError(502, "gateway answer does not match the order")
         key = delivery_token.new_key(random16)
         record = self.ledger.charged(ref, gateway_order["orderCode"], key, now, now + self.token_ttl,
                                      self.refund_on_expiry)
@@ -148,7 +144,7 @@ class Producer:
     def declined(self, ref, reason):
         """The "f" record for a definite failure (nothing charged) and the error to answer with."""
         record = self.ledger.failed(ref, reason)
-        return record, ProtocolError(PAYMENT_DECLINED, "payment declined: %s" % reason)
+        return record, ProtocolError(402, "payment declined: %s" % reason)
 
     def payment_response(self, order):
         return wire.payment_response(self.server_id, order.client_id, order.total, self._token(order))

@@ -16,13 +16,13 @@ import asyncio
 import sys
 
 from wpwithin import producer, wire
-from wpwithin.errors import (
-    INTERNAL, PAYMENT_DECLINED, UNAVAILABLE, PeerError, ProtocolError)
+from wpwithin.compat import const
+from wpwithin.errors import PeerError, ProtocolError
 from wpwithin.gateway_wire import SUCCESS, GatewayError
 from wpwithin.net_errors import NetError
 from wpwithin.ledger import ANSWER, PAYING
 
-_TURN_POLL = 0.01  # s between looks at a turn held by another request
+_TURN_POLL = const(0.01)  # s between looks at a turn held by another request
 
 
 def money(minor, currency):
@@ -86,21 +86,21 @@ class ProducerRole:
         core = self.core
         try:
             name, service = producer.route(self.url_prefix, method, path)
-            if name == producer.DISCOVER:
+            if name == "discover":
                 response = core.services()
-            elif name == producer.PRICES:
+            elif name == "prices":
                 response = core.prices(service)
             elif self.clock_problem():
                 # Quotes and tokens carry expiry times: without a real clock, sell nothing.
-                raise ProtocolError(UNAVAILABLE, "the producer's clock is not set yet (%s); try again shortly"
+                raise ProtocolError(503, "the producer's clock is not set yet (%s); try again shortly"
                                     % self.clock_problem())
-            elif name == producer.TOTAL:
+            elif name == "requestTotal":
                 response, records = core.request_total(service, wire.decode_json(body), self._now(),
                                                        self.random(16))
                 self._write(records)
-            elif name == producer.PAYMENT:
+            elif name == "payment":
                 response = await self._payment(wire.decode_json(body))
-            elif name == producer.BEGIN:
+            elif name == "begin":
                 response, record, order = core.delivery_begin(service, wire.decode_json(body), self._now())
                 self._write([record])
                 self._fire(self.hooks.delivery_begin(order.service_id, response["unitsToSupply"]))
@@ -184,14 +184,14 @@ class ProducerRole:
             self._write([self.core.ledger.failed(order.ref, exc.custom_code)])
             if exc.custom_code == "UNAUTHORIZED":
                 self._remember("the gateway refused this producer's merchant keys: %s" % wire.scrub(exc.message))
-                raise ProtocolError(INTERNAL, "the producer cannot take payments now (merchant account refused)")
-            raise ProtocolError(PAYMENT_DECLINED, "gateway refused the payment: %s %s"
+                raise ProtocolError(500, "the producer cannot take payments now (merchant account refused)")
+            raise ProtocolError(402, "gateway refused the payment: %s %s"
                                 % (exc.custom_code, wire.scrub(exc.message)))
         except (NetError, PeerError) as exc:
             return await self._rare("unknown", order, wire.scrub(str(exc)))
         if self._outcome(order, result):
             return self.core.payment_response(order)
-        raise ProtocolError(PAYMENT_DECLINED, "payment declined: %s" % order.failure)
+        raise ProtocolError(402, "payment declined: %s" % order.failure)
 
     def _outcome(self, order, result):
         """Journal a gateway order's verdict on the attempt: True if charged."""

@@ -8,7 +8,7 @@
     >>> repl.snapshot()         # what status() prints, as a dict (for scripts and tests)
     >>> repl.config()           # the configuration in effect, defaults filled in, secrets shown as set or not
 
-Shows no secret: the Thing's part comes from Thing.status(), which has
+Shows no secret: the Thing's part comes from thing_status(), which has
 none, and config() shows each secret only as "set" or "not set". Loaded only when a person
 imports it: main.py does not, which keeps its 3.6 KB of heap (64-bit unix
 port, .mpy) free on a running board.
@@ -17,6 +17,35 @@ import gc
 import sys
 
 from wpwithin import app
+from wpwithin.ledger import QUOTED
+
+STATUS_ORDERS = 8  # orders thing_status() lists; it counts them all
+
+
+def thing_status(thing):
+    """A Thing's roles, address, services, open orders and units left, last errors: no secrets."""
+    out = {"serverID": thing.server_id, "roles": []}
+    role = thing.producer
+    if role is not None:
+        ledger = role.core.ledger
+        out["roles"].append("producer")
+        out["listening"] = thing.address()
+        out["broadcasts"] = thing.broadcaster.sent
+        out["broadcastFailing"] = thing.broadcaster.failing
+        out["services"] = [s["ServiceName"] for s in role.core.catalogue.service_entries()]
+        open_orders = [o for o in ledger.orders.values() if o.state != QUOTED and o.remaining()]
+        out["orderCount"] = len(ledger.orders)
+        out["orders"] = [  # the first few with units left: enough for a person at the REPL
+            {"ref": o.ref, "state": ("quoted", "paying", "paid")[o.state], "units": o.units,
+             "delivered": o.delivered, "inFlight": o.in_flight, "total": o.total}
+            for o in open_orders[:STATUS_ORDERS]]
+        out["lastErrors"] = list(role.last_errors)
+    if thing.consumer is not None:
+        out["roles"].append("consumer")
+        out["clientID"] = thing.consumer.client_id
+    if thing.heap_report is not None:
+        out["heapReport"] = thing.heap_report.port
+    return out
 
 
 def snapshot():
@@ -30,7 +59,7 @@ def snapshot():
         out["clockSet"] = board.time_known()
     thing = app.state["thing"]
     if thing is not None:
-        out.update(thing.status())
+        out.update(thing_status(thing))
     gc.collect()
     if hasattr(gc, "mem_alloc"):  # MicroPython
         out["heap"] = {"alloc": gc.mem_alloc(), "free": gc.mem_free()}

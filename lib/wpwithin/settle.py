@@ -9,7 +9,7 @@ and checked before any retry. Never logs the client token, card data or
 the service key: what the gateway says goes through wire.scrub().
 """
 from wpwithin import wire
-from wpwithin.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, PAYMENT_DECLINED, PeerError, ProtocolError
+from wpwithin.errors import PeerError, ProtocolError
 from wpwithin.gateway_wire import FAILED, SUCCESS, GatewayError
 from wpwithin.ledger import PAID, PAYING, attempt_code
 from wpwithin.net_errors import NetError
@@ -23,9 +23,9 @@ async def unknown(role, order, why):
     if order.state == PAID:
         return role.core.payment_response(order)
     if order.failure.startswith("gateway error"):
-        raise ProtocolError(BAD_GATEWAY, "payment not taken (%s); nothing was charged: retry with a new "
+        raise ProtocolError(502, "payment not taken (%s); nothing was charged: retry with a new "
                             "client token" % order.failure)
-    raise ProtocolError(PAYMENT_DECLINED, "payment declined: %s; pay with a new client token" % order.failure)
+    raise ProtocolError(402, "payment declined: %s; pay with a new client token" % order.failure)
 
 
 async def settle(role, order):
@@ -52,7 +52,7 @@ async def settle(role, order):
         role._outcome(order, result)
     except (NetError, GatewayError, PeerError) as exc:
         role.log("payment %s: outcome still unknown (%s)" % (order.ref, wire.scrub(str(exc))))
-        raise ProtocolError(GATEWAY_TIMEOUT, "payment outcome unknown (the gateway is not answering); retry "
+        raise ProtocolError(504, "payment outcome unknown (the gateway is not answering); retry "
                             "with the same paymentReferenceID and clientToken: it will not be charged twice")
 
 

@@ -3,9 +3,11 @@
 Builds the producer (HTTP API, broadcaster, probe responder, expiry sweep,
 journal replayed at start) and/or the consumer from a Config, Secrets and a
 board (clock, random bytes, unique id, addresses, pins). The same code runs
-from main.py on a board and from tools/thing on a host. status() reports
-what a person debugging at the REPL needs, and never a secret; so does
-heap_report.HeapReport, over UDP, when network.debugHeap turns it on.
+from main.py on a board and from tools/thing on a host. What a person
+debugging at the REPL needs is in repl.thing_status() (loaded only by a
+person: its names would cost every running board heap), never a secret;
+so is heap_report.HeapReport, over UDP, when network.debugHeap
+turns it on.
 """
 import asyncio
 
@@ -13,11 +15,9 @@ from wpwithin import discovery, wire
 from wpwithin.gateway_client import GatewayClient
 from wpwithin.http_server import Server
 from wpwithin.journal import FileJournal
-from wpwithin.ledger import QUOTED, Ledger
+from wpwithin.ledger import Ledger
 from wpwithin.producer import Producer
 from wpwithin.producer_role import ProducerRole
-
-STATUS_ORDERS = 8  # orders status() lists; it counts them all
 
 
 class Thing:
@@ -75,25 +75,13 @@ class Thing:
             if unresolved:  # charges cut short by a reset: ask the gateway, one order at a time
                 self.tasks.append(asyncio.create_task(self._resolve(unresolved)))
         if self.config.consumer["enabled"]:
-            from wpwithin import wallet  # not in producer-only images
-            from wpwithin.consumer_role import ConsumerRole, broker_settings, payment_wait
+            from wpwithin import consumer_role  # not in producer-only images
 
-            # The wallet on flash: what a reset cut off is settled at start (same reference, same token).
-            self.wallet_journal = FileJournal(self.config.consumer["wallet"])
-            timeout = self.config.gateway["timeout"]
-            self.consumer = ConsumerRole(
-                self.config.consumer["clientId"] or self.server_id + "-consumer", self._secrets.card,
-                GatewayClient(self.config.gateway["url"], ca=self.gateway_ca, timeout=timeout),
-                timeout=timeout, wallet=wallet.load(self.wallet_journal), journal=self.wallet_journal,
-                payment_timeout=payment_wait(timeout), log=self.log,
-                broker=broker_settings(self.config.consumer, self._secrets, self.server_id))
-            self.tasks.append(self._spawn("wallet resume", self.consumer.keep_resuming))
+            consumer_role.start(self)
         if self.config.network["debugHeap"]:
-            from wpwithin.heap_report import HeapReport  # debugging only: not loaded unless turned on
+            from wpwithin import heap_report  # debugging only: not loaded unless turned on
 
-            self.heap_report = HeapReport(self, self.config.network["debugHeap"])
-            self.heap_report.open()
-            self.tasks.append(self._spawn("heap report", self.heap_report.run))
+            heap_report.start(self)
 
     async def restart_discovery(self, hostname):
         """(Re)start the broadcaster and probe responder announcing `hostname`."""
@@ -144,27 +132,9 @@ class Thing:
         if self.wallet_journal is not None:
             self.wallet_journal.close()
 
-    def status(self):
-        """Roles, address, services, open orders and units left, last errors: no secrets."""
-        out = {"serverID": self.server_id, "roles": []}
-        if self.producer is not None:
-            ledger = self.producer.core.ledger
-            out["roles"].append("producer")
-            out["listening"] = "%s:%d%s" % (self.config.network["host"], self.server.port,
-                                            self.config.network["urlPrefix"])
-            out["broadcasts"] = self.broadcaster.sent
-            out["broadcastFailing"] = self.broadcaster.failing
-            out["services"] = [s["ServiceName"] for s in self.producer.core.catalogue.service_entries()]
-            open_orders = [o for o in ledger.orders.values() if o.state != QUOTED and o.remaining()]
-            out["orderCount"] = len(ledger.orders)
-            out["orders"] = [  # the first few with units left: enough for a person at the REPL
-                {"ref": o.ref, "state": ("quoted", "paying", "paid")[o.state], "units": o.units,
-                 "delivered": o.delivered, "inFlight": o.in_flight, "total": o.total}
-                for o in open_orders[:STATUS_ORDERS]]
-            out["lastErrors"] = list(self.producer.last_errors)
-        if self.consumer is not None:
-            out["roles"].append("consumer")
-            out["clientID"] = self.consumer.client_id
-        if self.heap_report is not None:
-            out["heapReport"] = self.heap_report.port
-        return out
+    def address(self):
+        """host:port and URL prefix the producer serves on; None without a producer."""
+        if self.server is None:
+            return None
+        net = self.config.network
+        return "%s:%d%s" % (net["host"], self.server.port, net["urlPrefix"])

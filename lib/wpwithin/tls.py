@@ -3,9 +3,10 @@
 gateway_client makes its context with tls_context() once, at start, and
 then drops this module. Never disables certificate checks.
 """
+from wpwithin.compat import const
 
-_BEGIN = "-----BEGIN CERTIFICATE-----"
-_END = "-----END CERTIFICATE-----"
+_BEGIN = const("-----BEGIN CERTIFICATE-----")
+_END = const("-----END CERTIFICATE-----")
 
 
 def tls_context(cadata=None, cafile=None):

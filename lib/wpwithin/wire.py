@@ -15,7 +15,7 @@ does I/O and never sees card data.
 import json
 
 from wpwithin.compat import MICROPYTHON, const
-from wpwithin.errors import BAD_REQUEST, UNPROCESSABLE, ProtocolError, nth
+from wpwithin.errors import ProtocolError, nth
 
 # Limits: below 2**30 so numbers stay small ints on a 32-bit MicroPython.
 MAX_UNITS = const(1000000000)
@@ -59,16 +59,16 @@ _NEXT = const(4)  # after a value inside a container: ',' or the closer
 _END = const(5)  # after the whole value: only whitespace
 _MAX_DEPTH = const(24)  # open containers (_WHY says 24 too); requests are bounded far lower by MAX_CONTAINERS
 # What a refusal says, by number (_refuse's `why`): 2-3 and 4-5 are object, array.
-_WHY = ("unexpected end|more after the value|unexpected }|unexpected ]|expected ',' or '}'|"
+_WHY = (const("unexpected end|more after the value|unexpected }|unexpected ]|expected ',' or '}'|"
         "expected ',' or ']'|expected ':'|unterminated string|control character in a string|bad escape|"
         "\\u without 4 hex digits|lone surrogate escape|expected a string key|nested deeper than 24|"
-        "expected a value|leading zero|expected a digit")
+        "expected a value|leading zero|expected a digit"))
 _UTF8 = const(17)
-_LITERALS = b"true false null "
+_LITERALS = const(b"true false null ")
 
 
 def _refuse(where, why, at):
-    raise ProtocolError(UNPROCESSABLE, "%s is not valid %s at byte %d" % (
+    raise ProtocolError(422, "%s is not valid %s at byte %d" % (
         where, "UTF-8" if why == _UTF8 else "JSON: " + nth(_WHY, why), at))
 
 
@@ -288,8 +288,8 @@ def encode_json(message):
 
 # --- text from a gateway ---------------------------------------------------------
 
-_SECRET_PREFIXES = (b"TEST_SU_", b"T_S_", b"T_C_")  # tokens, service keys, client keys
-_HIDDEN = b"[hidden]"
+_SECRET_PREFIXES = const((b"TEST_SU_", b"T_S_", b"T_C_"))  # tokens, service keys, client keys
+_HIDDEN = const(b"[hidden]")
 
 
 def scrub(text):
@@ -343,16 +343,16 @@ def scrub(text):
 
 # --- field access -----------------------------------------------------------
 # The refusals' phrases in one string, by number (a string object each cost 0.7 KB more heap).
-_FIELD_WHY = ("%s has more than %d objects and arrays|%s holds a number too long to convert|"
+_FIELD_WHY = (const("%s has more than %d objects and arrays|%s holds a number too long to convert|"
                "%s must be a JSON object|%s has too many fields|%s has field %s twice|missing field %s|"
                "field %s must be an integer|field %s must be between %d and %d|field %s must be a string|"
                "field %s is not valid Unicode|field %s is longer than %d bytes of UTF-8|"
                "field %s must not hold control characters|field %s must not be empty|"
                "field %s must be true or false|field %s must be a 3-letter ISO 4217 code|"
-               "Unable to parse input %s id")
+               "Unable to parse input %s id"))
 
 
-def _bad(n, arg, status=UNPROCESSABLE):
+def _bad(n, arg, status=422):
     raise ProtocolError(status, nth(_FIELD_WHY, n) % arg)
 
 
@@ -434,14 +434,15 @@ def get_currency(f, name):
 def parse_path_id(text, what):
     """A numeric id from the URL path, as the reference parses it (400 if not a number).
 
-    1 to 10 of 0-9 only: str.isdigit would take other scripts' digits too.
+    1 to 10 of 0-9 only: str.isdigit would take other scripts' digits too. Reads bytes:
+    iterating a str makes each character a name MicroPython never frees (a path is hostile input).
     """
     ok = 0 < len(text) <= 10
-    for char in text:
-        if char < "0" or char > "9":
+    for byte in text.encode():
+        if byte < 48 or byte > 57:
             ok = False
     if not ok or int(text) > MAX_NUMBER_ID:
-        _bad(15, what, BAD_REQUEST)  # Unable to parse input X id
+        _bad(15, what, 400)  # Unable to parse input X id
     return int(text)
 
 
