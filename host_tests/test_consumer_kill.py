@@ -29,8 +29,9 @@ from gatewaysim.simulator import Simulator
 from harness.process import free_port
 from harness.things import CARD, CONSUMER, Things, runtime_command, thing_files
 from relay import Relay
+from fixtures import replay
+
 from wpwithin.journal import FileJournal
-from wpwithin.ledger import Ledger
 from wpwithin.wallet import FAILED, PAID, PENDING, load
 
 KILLS = int(os.environ.get("WPW_CONSUMER_KILLS", "30"))
@@ -184,7 +185,7 @@ def test_consumer_kills_lose_no_paid_token_or_unit_and_charge_nothing_twice(tmp_
             (ref, entries[ref].state if ref in entries else None) for ref in tokenless]
 
         journal = FileJournal(str(tmp_path / "ledger.journal"))
-        ledger = Ledger.replay(journal.load(), max_orders=4096)
+        ledger = replay(journal.load(), max_orders=4096)
         journal.close()
         supplied = {}
         for order in ledger.orders.values():

@@ -12,7 +12,7 @@ LIB = os.path.join(mpy.ROOT, "lib", "wpwithin")
 MODULES = sorted(f for f in os.listdir(LIB) if f.endswith(".py"))
 
 # Layer 1 (DESIGN section 4): the protocol core does no I/O.
-CORE = {"__init__.py", "compat.py", "errors.py", "wire.py", "rfc3339.py", "catalogue.py", "ledger.py",
+CORE = {"__init__.py", "compat.py", "errors.py", "wire.py", "catalogue.py", "ledger.py",
         "delivery_token.py", "gateway_wire.py", "producer.py", "consumer.py", "wallet.py", "http1.py",
         "mqtt_wire.py"}
 IO_MODULES = {"socket", "asyncio", "network", "machine", "esp32", "ntptime", "time", "os", "select",

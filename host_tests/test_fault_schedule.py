@@ -38,8 +38,9 @@ from gatewaysim.simulator import Simulator
 
 from harness.process import free_port
 from harness.things import RUNTIMES, THING_MAIN, Things, runtime_command, thing_files
+from fixtures import replay
+
 from wpwithin.journal import FileJournal
-from wpwithin.ledger import Ledger
 
 OPS = int(os.environ.get("WPW_SCHEDULE_OPS", "120"))
 SEED = int(os.environ.get("WPW_SCHEDULE_SEED", "0")) or random.randrange(1, 10 ** 6)
@@ -273,7 +274,7 @@ def test_a_random_fault_schedule_charges_once_loses_nothing_and_never_oversells(
         finally:
             producer.kill()
         journal = FileJournal(str(tmp_path / "ledger.journal"))
-        ledger = Ledger.replay(journal.load(), max_orders=4096)
+        ledger = replay(journal.load(), max_orders=4096)
         journal.close()
         check_reconciled(sim, ledger, buyer)
         charged = [o for o in sim.ledger.orders() if o["charged"]]

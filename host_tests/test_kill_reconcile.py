@@ -26,6 +26,8 @@ from harness.process import free_port
 from harness.shopping import card
 from harness.things import thing_files
 from test_fault_schedule import Producer
+from fixtures import replay
+
 from wpwithin.consumer_role import ConsumerRole, Producer as Seller
 from wpwithin.gateway_client import GatewayClient
 from wpwithin.journal import FileJournal
@@ -106,7 +108,7 @@ def test_kills_lose_no_paid_units_and_charge_nothing_twice(tmp_path):
         producer_process.kill()
 
         journal = FileJournal(str(tmp_path / "ledger.journal"))
-        ledger = Ledger.replay(journal.load(), max_orders=4096)
+        ledger = replay(journal.load(), max_orders=4096)
         journal.close()
         charged = {}
         for order in sim.ledger.orders():

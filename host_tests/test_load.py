@@ -41,7 +41,8 @@ CONSUMERS = 32
 SECONDS = float(os.environ.get("WPW_LOAD_SECONDS") or 20)
 LOAD_HEAP = os.environ.get("WPW_LOAD_HEAP") or "240k"
 MAX_ORDERS = 16
-KEPT_LIMIT = 2048  # bounded: two runs of 20 s differ in what the GC happens to keep by up to ~1 KB
+KEPT_LIMIT = 2048  # growth allowed: two runs of 20 s differ in what the GC happens to keep by up to ~1 KB;
+# lower after is no leak (garbage a stale pointer kept alive at the first reading)
 
 
 def buying(sim, port, consumers, seconds):
@@ -101,7 +102,7 @@ def test_32_consumers_buy_for_a_while_with_no_failure_and_bounded_heap(tmp_path,
           % (CONSUMERS, seconds, LOAD_HEAP, purchases, purchases / seconds, totals["bought"], totals["delivered"],
              totals["busyRetries"], before["memAlloc"], after["memAlloc"], kept, max(samples or [0]), len(samples)))
     assert purchases >= CONSUMERS and totals["delivered"] == totals["bought"], totals
-    assert abs(kept) <= KEPT_LIMIT, ("heap kept %+d B" % kept, before, after)
+    assert kept <= KEPT_LIMIT, ("heap kept %+d B" % kept, before, after)
 
 
 # Too small for 32 at once (the warm-up above needs ~200k): the heap runs out in most rushes. Smaller

@@ -33,7 +33,9 @@ CONSUMERS = 8
 PURCHASES = 20
 WARM_UP = 24  # more than maxOrders: the used-up tokens kept are at their bound before we measure
 MAX_ORDERS = 16
-KEPT_LIMIT = 1024  # bytes the heap may differ by, after against before
+# Bytes the heap may grow by, after against before. Lower after is no leak: the reading before held
+# garbage a stale pointer kept alive (MicroPython's GC is conservative; -2.5 KB twice in CI-like runs).
+KEPT_LIMIT = 1024
 
 
 def purchases(sim, port, count, consumers):
@@ -80,4 +82,4 @@ def test_producer_in_a_capped_heap_serves_8_consumers_20_purchases_and_keeps_no_
              PURCHASES / seconds, PURCHASES * 6 / seconds, busy))
     # Every purchase was delivered in full: no open order is left, only used-up tokens (bounded).
     assert after["connections"] == 0 and before["orders"] == after["orders"] == 0, (before, after)
-    assert abs(kept) <= KEPT_LIMIT, (before, after)
+    assert kept <= KEPT_LIMIT, (before, after)

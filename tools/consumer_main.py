@@ -61,7 +61,8 @@ sys.path.append((__file__.rsplit("/", 1)[0] if "/" in __file__ else ".") + "/../
 from wpwithin import discovery  # noqa: E402
 from wpwithin.card import Card, mask_card  # noqa: E402
 from wpwithin.consumer_role import ConsumerRole, PaymentPending, Producer, ProducerError  # noqa: E402
-from wpwithin.errors import NotOffered, PeerError  # noqa: E402
+from wpwithin.consumer import NotOffered  # noqa: E402
+from wpwithin.errors import PeerError  # noqa: E402
 from wpwithin.gateway_client import GatewayClient  # noqa: E402
 from wpwithin.gateway_wire import GatewayError  # noqa: E402
 from wpwithin.net_errors import NetError  # noqa: E402

@@ -10,6 +10,24 @@ CLIENT_KEY = "T_C_03eaa1d3-4642-4079-b030-b543ee04b5af"
 NOW = 1795737600  # 2026-11-27T00:00:00Z
 
 
+def replay(records, **settings):
+    """A new Ledger with `records` applied, as a Thing rebuilds its own from the journal at start."""
+    ledger = Ledger(**settings)
+    for record in records:
+        ledger.apply(record)
+    return ledger
+
+
+def snapshot(ledger):
+    """Every field of every order, the units sold and the spent tokens: two ledgers compared."""
+    orders = sorted((
+        o.ref, o.client_id, o.service_id, o.price_id, o.units, o.total, o.currency, o.quoted_at, o.state,
+        o.paying_since, o.attempt, o.token, o.failure, o.order_code, o.key, o.issued, o.expiry,
+        o.refund_on_expiry, o.delivered, o.in_flight, o.in_flight_since, o.refunding, o.refunded)
+        for o in ledger.orders.values())
+    return orders, sorted(ledger.sold.items()), sorted((key, ledger.used_up(key)) for key in ledger.spent)
+
+
 def charging():
     """A car charger: kWh at two volume tiers, and parking minutes with a capacity."""
     return catalogue.Catalogue([

@@ -3,7 +3,7 @@ from binascii import unhexlify
 
 from expect import raises, refused
 
-from wpwithin import delivery_token, rfc3339
+from wpwithin import delivery_token
 
 NOW = 1795737600
 SECRET = b"k" * 32
@@ -79,7 +79,7 @@ def test_missing_or_garbled_signature_is_refused():
 
 def test_altered_expiry_is_refused():
     token = issue()
-    token["expiry"] = rfc3339.format_time(NOW + 7200)
+    token["expiry"] = delivery_token.format_time(NOW + 7200)
     assert refused(400, verify, token) == "delivery token signature is invalid"
 
 

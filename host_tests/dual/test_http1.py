@@ -294,8 +294,8 @@ def test_response_with_length():
 
 def test_response_framings():
     cases = [
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", http_client.CHUNKED, True),
-        (b"HTTP/1.1 200 OK\r\n\r\n", http_client.UNTIL_CLOSE, False),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", -1, True),  # chunked,
+        (b"HTTP/1.1 200 OK\r\n\r\n", -2, False),  # until close,
         (b"HTTP/1.1 204 No Content\r\n\r\n", 0, True),
         (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", 0, True),
         (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", 2, False),

@@ -6,6 +6,8 @@ from binascii import crc32
 
 from expect import raises
 
+from fixtures import replay, snapshot
+
 from wpwithin.journal import FileJournal, JournalCorrupt, exists
 from wpwithin.ledger import Ledger
 
@@ -47,7 +49,7 @@ def test_records_survive_a_reopen_and_replay_to_the_same_ledger():
     journal.close()
     records = FileJournal(path).load()
     assert len(records) == 5
-    assert Ledger.replay(records).snapshot() == ledger.snapshot()
+    assert snapshot(replay(records)) == snapshot(ledger)
 
 
 def test_torn_last_line_is_dropped_and_earlier_records_kept():
@@ -98,7 +100,7 @@ def test_compaction_keeps_the_state_in_fewer_bytes():
     journal.compact(ledger.records())
     assert journal.size < before and not journal.needs_compaction()
     journal.close()
-    assert Ledger.replay(FileJournal(path).load()).snapshot() == ledger.snapshot()
+    assert snapshot(replay(FileJournal(path).load())) == snapshot(ledger)
 
 
 def test_compaction_cut_between_remove_and_rename_is_recovered():
@@ -108,7 +110,7 @@ def test_compaction_cut_between_remove_and_rename_is_recovered():
     ledger = sample_ledger(journal)
     journal.close()
     os.rename(path, path + ".tmp")  # as if the old file was removed and the rename never ran
-    assert Ledger.replay(FileJournal(path).load()).snapshot() == ledger.snapshot()
+    assert snapshot(replay(FileJournal(path).load())) == snapshot(ledger)
 
 
 def test_load_can_stream_records_into_the_ledger():
@@ -119,7 +121,7 @@ def test_load_can_stream_records_into_the_ledger():
     journal.close()
     replayed = Ledger()
     assert FileJournal(path).load(replayed.apply) == 5
-    assert replayed.snapshot() == ledger.snapshot()
+    assert snapshot(replayed) == snapshot(ledger)
 
 
 # --- damage: only a torn last record is dropped; anything else stops the producer, file untouched ----
@@ -224,7 +226,7 @@ def test_a_compaction_blocked_by_a_folder_leaves_the_journal_open_and_is_retried
         os.rmdir(path + ".tmp")
     journal.compact(ledger.records())  # the next sweep's retry
     journal.close()
-    assert Ledger.replay(FileJournal(path).load()).snapshot() == ledger.snapshot()
+    assert snapshot(replay(FileJournal(path).load())) == snapshot(ledger)
 
 
 class RamDisk:

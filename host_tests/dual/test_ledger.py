@@ -1,9 +1,12 @@
 """The producer ledger: states, refusals, replay and compaction."""
 from expect import raises, refused
 
-from wpwithin.ledger import ANSWER, CHARGE, PAID, PAYING, QUOTE_GRACE, QUOTED, Ledger, attempt_code
+from fixtures import replay, snapshot
+
+from wpwithin.ledger import ANSWER, CHARGE, PAID, PAYING, QUOTED, Ledger, attempt_code
 
 NOW = 1795737600
+GRACE = 30  # s a quote is safe from being dropped to make room (ledger._QUOTE_GRACE)
 
 
 def quoted(ledger=None, ref="r1", units=5, total=150):
@@ -98,7 +101,7 @@ def test_a_used_up_order_leaves_the_ledger_and_its_token_is_still_refused_as_use
     assert "begin one first" in refused(409, ledger.end_delivery, again, 1)
     assert "another client" in refused(400, ledger.paid_order, "k1", "c2", 1)
     refused(410, ledger.begin_delivery, ledger.paid_order("k1", "c1", 1), 1, NOW + 60)
-    assert Ledger.replay(ledger.records(), max_orders=3).spent == ledger.spent
+    assert replay(ledger.records(), max_orders=3).spent == ledger.spent
 
 
 def test_spent_tokens_are_bounded_by_max_orders_the_first_to_expire_goes():
@@ -125,7 +128,7 @@ def test_full_ledger_drops_the_oldest_quote_but_never_a_paid_order():
     ledger = Ledger(max_orders=2)
     paid(ledger, "paid", "k1")
     ledger.quote("old", "c1", 1, 1, 1, 30, "GBP", NOW)
-    records = ledger.quote("new", "c1", 1, 1, 1, 30, "GBP", NOW + QUOTE_GRACE)
+    records = ledger.quote("new", "c1", 1, 1, 1, 30, "GBP", NOW + GRACE)
     assert records[0] == ["x", "old"]
     assert sorted(ledger.orders) == ["new", "paid"]
     ledger.start_payment("new", NOW)
@@ -138,8 +141,8 @@ def test_a_quote_younger_than_the_grace_is_not_dropped_the_new_one_waits():
     ledger = Ledger(max_orders=2)
     ledger.quote("a", "c1", 1, 1, 1, 30, "GBP", NOW)
     ledger.quote("b", "c2", 1, 1, 1, 30, "GBP", NOW + 1)
-    assert "too many" in refused(503, ledger.quote, "c", "c3", 1, 1, 1, 30, "GBP", NOW + QUOTE_GRACE - 1)
-    assert ledger.quote("c", "c3", 1, 1, 1, 30, "GBP", NOW + QUOTE_GRACE)[0] == ["x", "a"]
+    assert "too many" in refused(503, ledger.quote, "c", "c3", 1, 1, 1, 30, "GBP", NOW + GRACE - 1)
+    assert ledger.quote("c", "c3", 1, 1, 1, 30, "GBP", NOW + GRACE)[0] == ["x", "a"]
 
 
 def test_due_lists_stale_quotes_and_expired_tokens_with_refunds():
@@ -162,14 +165,14 @@ def test_unresolved_lists_orders_caught_mid_payment():
     ledger = quoted()
     record = ledger.start_payment("r1", NOW, "TEST_SU_1")
     assert record == ["p", "r1", NOW, 1, "TEST_SU_1"]
-    replayed = Ledger.replay([["q", "r1", "c1", 1, 1, 5, 150, "GBP", NOW], record])
+    replayed = replay([["q", "r1", "c1", 1, 1, 5, 150, "GBP", NOW], record])
     assert [o.ref for o in replayed.unresolved()] == ["r1"]
-    assert replayed.snapshot() == ledger.snapshot()
+    assert snapshot(replayed) == snapshot(ledger)
     assert attempt_code(replayed.orders["r1"]) == "r1.1"
 
 
 def test_a_journal_from_before_attempts_replays_as_attempt_0_known_by_the_bare_reference():
-    old = Ledger.replay([["q", "r1", "c1", 1, 1, 5, 150, "GBP", NOW], ["p", "r1", NOW]])
+    old = replay([["q", "r1", "c1", 1, 1, 5, 150, "GBP", NOW], ["p", "r1", NOW]])
     order = old.orders["r1"]
     assert (order.state, order.attempt, order.token, attempt_code(order)) == (PAYING, 0, "", "r1")
 
@@ -182,7 +185,7 @@ def test_each_attempt_has_its_own_code_and_a_declined_token_is_not_tried_again()
     assert ledger.payment_step("r1", "c1", NOW, "TEST_SU_2") == CHARGE
     ledger.start_payment("r1", NOW, "TEST_SU_2")
     assert attempt_code(ledger.orders["r1"]) == "r1.2"
-    assert Ledger.replay(ledger.records()).snapshot() == ledger.snapshot()  # compaction keeps the count
+    assert snapshot(replay(ledger.records())) == snapshot(ledger)  # compaction keeps the count
 
 
 def test_a_failure_reason_is_kept_short_and_printable_so_its_record_fits_a_journal_line():
@@ -245,11 +248,11 @@ def test_replay_and_compaction_rebuild_the_same_state():
     journal.append(ledger.end_delivery(order, 2)[0])
     journal.append(ledger.begin_delivery(order, 1, NOW))
     journal.append(ledger.start_payment("b", NOW))
-    assert Ledger.replay(journal).snapshot() == ledger.snapshot()
-    assert Ledger.replay(ledger.records()).snapshot() == ledger.snapshot()
+    assert snapshot(replay(journal)) == snapshot(ledger)
+    assert snapshot(replay(ledger.records())) == snapshot(ledger)
 
 
 def test_records_for_unknown_orders_are_refused_on_replay():
-    raises(ValueError, Ledger.replay, [["p", "ghost", NOW]])
-    raises(ValueError, Ledger.replay, [["b", "no-key", 1]])
-    raises(ValueError, Ledger.replay, [["?", "x"]])
+    raises(ValueError, replay, [["p", "ghost", NOW]])
+    raises(ValueError, replay, [["b", "no-key", 1]])
+    raises(ValueError, replay, [["?", "x"]])

@@ -1,12 +1,12 @@
 """A whole purchase between a producer core and a consumer core, no sockets."""
 from expect import raises, refused
-from fixtures import NOW, MemoryGateway, Randomness, producer
+from fixtures import NOW, MemoryGateway, Randomness, producer, replay, snapshot
 
 from wpwithin import consumer, gateway_wire, wire
 from wpwithin.card import Card, parse_token_response, token_request
 from wpwithin.consumer import Purchase
 from wpwithin.errors import PeerError
-from wpwithin.ledger import ANSWER, CHARGE, Ledger
+from wpwithin.ledger import ANSWER, CHARGE
 
 CARD = Card("Bilbo Baggins", "4444333322221111", 11, 2030, "123")
 
@@ -71,7 +71,7 @@ def test_full_purchase_in_two_delivery_sessions():
     assert purchase.remaining == 0
     over = trip(consumer.begin_request("client-1", purchase.token, 1))
     assert "not available" in refused(409, hte.delivery_begin, "1", over, NOW + 5)
-    assert Ledger.replay(journal).snapshot() == hte.ledger.snapshot()
+    assert snapshot(replay(journal)) == snapshot(hte.ledger)
 
 
 def test_volume_tier_is_applied_by_the_producer():
@@ -127,7 +127,7 @@ def test_consumer_refuses_a_changed_server_id():
 
 
 def test_a_service_or_price_not_offered_is_its_own_error():
-    from wpwithin.errors import NotOffered
+    from wpwithin.consumer import NotOffered
 
     hte = producer()
     err = raises(NotOffered, Purchase("client-1", 9, 1, 1).check_services, trip(hte.services()))

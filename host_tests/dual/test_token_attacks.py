@@ -3,7 +3,7 @@ import asyncio
 
 from fixtures import NOW, SECRET, charging
 
-from wpwithin import consumer, delivery_token, rfc3339, wire
+from wpwithin import consumer, delivery_token, wire
 from wpwithin.consumer import Purchase
 from wpwithin.gateway_wire import parse_order_response
 from wpwithin.ledger import Ledger
@@ -72,7 +72,7 @@ def test_forged_signature_and_altered_fields_are_refused():
         forged["signature"] = delivery_token.issue(b"guess" * 8, token["key"], "srv", "c1", 1, 3, NOW, NOW + 604800,
                                                    False)["signature"]
         longer = dict(token)
-        longer["expiry"] = rfc3339.format_time(NOW + 10 * 604800)
+        longer["expiry"] = delivery_token.format_time(NOW + 10 * 604800)
         unsigned = dict(token)
         unsigned["signature"] = None
         for bad in (forged, longer, unsigned):

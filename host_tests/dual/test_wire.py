@@ -123,13 +123,13 @@ def test_bodies_with_many_objects_or_arrays_are_refused_before_parsing():
         assert "objects and arrays" in refused(422, wire.decode_json, body)
     begin = wire.encode_json(consumer.begin_request("c1", TOKEN, 3))  # the most a request needs: 2
     assert wire.parse_begin_request(wire.decode_json(begin))["unitsToSupply"] == 3
-    prices = wire.price_list("srv", [wire.price_entry(i, "p", 30, "GBP", 1, "kWh") for i in range(wire.MAX_ITEMS)])
-    answer = wire.decode_json(wire.encode_json(prices), "answer", wire.MAX_ANSWER_CONTAINERS)
-    assert len(consumer.parse_price_list(answer)["prices"]) == wire.MAX_ITEMS
+    prices = wire.price_list("srv", [wire.price_entry(i, "p", 30, "GBP", 1, "kWh") for i in range(consumer.MAX_ITEMS)])
+    answer = wire.decode_json(wire.encode_json(prices), "answer", consumer.MAX_ANSWER_CONTAINERS)
+    assert len(consumer.parse_price_list(answer)["prices"]) == consumer.MAX_ITEMS
 
 
 def test_too_many_fields_are_refused():
-    obj = dict(("f%d" % i, i) for i in range(wire.MAX_FIELDS + 1))
+    obj = dict(("f%d" % i, i) for i in range(32 + 1))
     assert "too many" in refused(422, wire.parse_total_request, obj)
 
 

@@ -57,3 +57,9 @@ def parse_token_response(obj):
             "cardType": wire.get_str(method, "cardType", 32, default="", allow_empty=True),
         }
     return gateway_wire.checked("token response", parse, obj)
+
+
+async def token(gateway, client_key, card):
+    """A one-use token (TEST_SU_...) for `card` from the GatewayClient `gateway` (its token())."""
+    answer = await gateway.call("POST", "/tokens", token_request(client_key, card))
+    return parse_token_response(answer)["token"]

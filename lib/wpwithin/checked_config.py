@@ -13,9 +13,10 @@ MicroPython never frees, .mpy, 64-bit). Config and Secrets are defined
 here for both paths, and ConfigError. Never prints, logs or writes; never shows a secret.
 """
 import json
-import sys
 from binascii import hexlify, unhexlify
 from hashlib import sha256
+
+from wpwithin.compat import forget
 
 
 class ConfigError(ValueError):
@@ -51,14 +52,6 @@ def load(config_path, secrets_path):
         return loaded
     finally:
         forget(__name__)  # its code is freed once the caller drops the module (1.8 KiB)
-
-
-def forget(name):
-    """Drop module `name` from sys.modules and the package, so its heap is freed once nothing holds it."""
-    sys.modules.pop(name, None)
-    package = sys.modules.get("wpwithin")
-    if package is not None and name[9:] in dir(package):
-        delattr(package, name[9:])
 
 
 def _from_checked(config_path, secrets_path):

@@ -16,7 +16,8 @@ never logs, never writes.
 from binascii import unhexlify
 
 from wpwithin import catalogue, discovery, wire
-from wpwithin.checked_config import Config, ConfigError, Secrets, digest, forget
+from wpwithin.checked_config import Config, ConfigError, Secrets, digest
+from wpwithin.compat import forget
 from wpwithin.errors import ProtocolError
 
 

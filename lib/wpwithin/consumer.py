@@ -20,9 +20,17 @@ raises PeerError naming the field. Never does I/O and never sees the card
 number.
 """
 from wpwithin import wire
-from wpwithin.errors import NotOffered, PeerError, ProtocolError
+from wpwithin.compat import const
+from wpwithin.errors import PeerError, ProtocolError
 
 SCHEMES = ("http://", "https://")
+MAX_ITEMS = const(64)  # services in a list, prices in a list
+# Objects and arrays in an answer from a producer or the gateway: MAX_ITEMS prices, 2 each.
+MAX_ANSWER_CONTAINERS = const(136)
+
+
+class NotOffered(Exception):
+    """The producer does not sell the service or price asked for."""
 
 
 # --- the wire format as a consumer meets it (DESIGN section 2) -------------------
@@ -30,6 +38,7 @@ SCHEMES = ("http://", "https://")
 # decoders of what producers send: keys in any case, as Go's JSON decoder takes them; a
 # bad value raises ProtocolError(422) naming the field. Here, not in wire, so a
 # producer-only image carries none of it.
+
 
 def total_request(client_id, units, price_id):
     return {"clientID": client_id, "selectedNumberOfUnits": units, "selectedPriceID": price_id}
@@ -57,8 +66,8 @@ def _list(f, name):
         return []
     if not isinstance(value, list):
         raise ProtocolError(422, "field %s must be a list" % name)
-    if len(value) > wire.MAX_ITEMS:
-        raise ProtocolError(422, "field %s has more than %d items" % (name, wire.MAX_ITEMS))
+    if len(value) > MAX_ITEMS:
+        raise ProtocolError(422, "field %s has more than %d items" % (name, MAX_ITEMS))
     return value
 
 

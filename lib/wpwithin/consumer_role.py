@@ -190,7 +190,7 @@ class ConsumerRole:
             await asyncio.sleep(delay * (0.5 + random.getrandbits(8) / 256))
             delay = min(delay * 2, BUSY_WAIT_MAX)
         try:
-            obj = wire.decode_json(data, "producer's answer", wire.MAX_ANSWER_CONTAINERS)
+            obj = wire.decode_json(data, "producer's answer", consumer.MAX_ANSWER_CONTAINERS)
         except ProtocolError as exc:
             if status == 200:
                 raise PeerError(exc.message)

@@ -6,18 +6,37 @@ signature is HMAC-SHA256, under a per-device secret, over the key, server,
 client, service, units and expiry. Verification recomputes the signature
 from what the producer recorded and compares in constant time, so a token
 cannot be forged, altered, moved to another client, service or producer,
-or used after it expires. Never reads the clock or the RNG itself, and
-never logs or returns the secret.
+or used after it expires. Its times are RFC 3339 text as Go marshals a
+whole second in UTC ("2026-11-26T23:58:23Z", format_time()); nothing here
+parses one: a presented token's times are checked against the text the
+producer issued, which the signature binds. Never reads the clock or the
+RNG itself, and never logs or returns the secret.
 """
 import hashlib
 from binascii import a2b_base64, b2a_base64, hexlify
 
-from wpwithin import rfc3339, wire
+from wpwithin import wire
 from wpwithin.compat import const
 from wpwithin.errors import ProtocolError
 
 _KEY_BYTES = const(16)
 _BLOCK = const(64)
+
+
+def format_time(seconds):
+    """Unix seconds (int, UTC) -> RFC 3339 string."""
+    z, rest = divmod(seconds, 86400)
+    # The date of day z since 1970-01-01, proleptic Gregorian (H. Hinnant's algorithm).
+    z += 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    y = yoe + era * 400 + (m <= 2)
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, rest // 3600, rest // 60 % 60, rest % 60)
 
 
 def hmac_sha256(secret, message):
@@ -64,10 +83,10 @@ def new_key(random_bytes):
 
 def issue(secret, key, server_id, client_id, service_id, units, issued, expiry, refund_on_expiry):
     """A signed token dict in the wire shape; issued and expiry are Unix seconds."""
-    expiry_text = rfc3339.format_time(expiry)
+    expiry_text = format_time(expiry)
     signature = sign(secret, key, server_id, client_id, service_id, units, expiry_text)
     return wire.delivery_token(
-        key, rfc3339.format_time(issued), expiry_text, refund_on_expiry,
+        key, format_time(issued), expiry_text, refund_on_expiry,
         b2a_base64(signature).decode().strip(),
     )
 
@@ -89,7 +108,7 @@ def verify(secret, token, server_id, client_id, service_id, units, expiry, now):
     expected = sign(secret, token["key"], server_id, client_id, service_id, units, token["expiry"])
     if not equal(presented, expected):
         raise ProtocolError(400, "delivery token signature is invalid")
-    if token["expiry"] != rfc3339.format_time(expiry):  # the text we issued, as the signature binds it
+    if token["expiry"] != format_time(expiry):  # the text we issued, as the signature binds it
         raise ProtocolError(400, "delivery token expiry was altered")
     if now is not None and now >= expiry:
         raise ProtocolError(410, "delivery token expired at %s" % token["expiry"])

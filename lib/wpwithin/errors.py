@@ -32,6 +32,3 @@ class ProtocolError(Exception):
 class PeerError(Exception):
     """A response from a producer or gateway that breaks the protocol."""
 
-
-class NotOffered(Exception):
-    """The producer does not sell the service or price asked for."""

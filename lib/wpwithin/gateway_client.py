@@ -13,10 +13,8 @@ for that and dropped after); the HTTP client is imported by the first
 call, so a producer carries none of it until a payment comes (only the
 buffer reserve() makes at its start).
 """
-import sys
-
 from wpwithin import gateway_wire, http1, wire
-from wpwithin.compat import const
+from wpwithin.compat import const, forget
 from wpwithin.errors import PeerError, ProtocolError
 
 
@@ -76,10 +74,7 @@ class GatewayClient:
             try:
                 self.tls = tls_module.tls_context(cadata=ca)
             finally:  # used once: its ~1 KB of heap is freed (a client made later loads it again)
-                sys.modules.pop("wpwithin.tls", None)
-                package = sys.modules.get("wpwithin")
-                if package is not None and "tls" in dir(package):
-                    delattr(package, "tls")
+                forget("wpwithin.tls")
         self._conns = None
         self._buf = None  # reserve()'s, until the first call
 
@@ -92,7 +87,7 @@ class GatewayClient:
         if self._conns is None and self._buf is None:
             self._buf = bytearray(http1.Limits(header_block=http1.MAX_RESPONSE_HEADER_BLOCK).head)  # as http_client
 
-    async def _call(self, method, path, body=None, auth=False):
+    async def call(self, method, path, body=None, auth=False):
         headers = {}
         if auth:
             if not self._service_key:
@@ -127,21 +122,20 @@ class GatewayClient:
         """
         from wpwithin import card as cards
 
-        answer = await self._call("POST", "/tokens", cards.token_request(client_key, card))
-        return cards.parse_token_response(answer)["token"]
+        return await cards.token(self, client_key, card)
 
     async def place_order(self, order_request):
         """Charge a token; returns the parsed order (paymentStatus SUCCESS or FAILED)."""
-        answer = await self._call("POST", "/orders", order_request, auth=True)
+        answer = await self.call("POST", "/orders", order_request, auth=True)
         return gateway_wire.parse_order_response(answer)
 
     async def order(self, order_code):
         return gateway_wire.parse_order_response(
-            await self._call("GET", "/orders/" + quote(order_code), auth=True))
+            await self.call("GET", "/orders/" + quote(order_code), auth=True))
 
     async def find_orders(self, customer_order_code):
         """Orders placed with this customerOrderCode (simulator extension, for resolving timeouts)."""
-        answer = await self._call("GET", "/orders?customerOrderCode=" + quote(customer_order_code), auth=True)
+        answer = await self.call("GET", "/orders?customerOrderCode=" + quote(customer_order_code), auth=True)
         if isinstance(answer, dict):
             answer = answer.get("orders", [])
         if not isinstance(answer, list):
@@ -150,5 +144,5 @@ class GatewayClient:
 
     async def refund(self, order_code, amount=None):
         """Refund in full (amount None) or in part; success is an empty 200."""
-        await self._call("POST", "/orders/%s/refund" % quote(order_code), gateway_wire.refund_request(amount),
+        await self.call("POST", "/orders/%s/refund" % quote(order_code), gateway_wire.refund_request(amount),
                          auth=True)

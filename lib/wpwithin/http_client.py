@@ -23,8 +23,8 @@ _TIMEOUT = const(5)  # seconds for connecting, for sending and for each read
 _MAX_RESPONSE_BODY = const(4096)  # response body the client accepts
 _MAX_CHUNK_LINE = const(128)  # chunk-size line with extensions, CRLF excluded
 # Response framing (ResponseParser.length when it is not a byte count).
-CHUNKED = const(-1)
-UNTIL_CLOSE = const(-2)
+_CHUNKED = const(-1)
+_UNTIL_CLOSE = const(-2)
 _SP = const(32)
 _HT = const(9)
 _CR = const(13)
@@ -62,8 +62,8 @@ class ResponseParser(http1.RequestParser):
 
     parse() returns (status, headers) once the head is complete (headers
     holds "content-type" and the other non-framing fields we know); then
-    `length` says how the body is framed: a byte count, CHUNKED or
-    UNTIL_CLOSE (no length given: the body ends when the server closes).
+    `length` says how the body is framed: a byte count, _CHUNKED (-1) or
+    _UNTIL_CLOSE (-2: no length given: the body ends when the server closes).
     Set `head_request` after reset() when the request was HEAD: no body follows.
     """
 
@@ -104,13 +104,13 @@ class ResponseParser(http1.RequestParser):
         elif coding is not None:
             if self.content_length is not None or coding.strip().lower() != "chunked":
                 self._fail(502, nth(_WHY, 2))
-            self.length = CHUNKED
+            self.length = _CHUNKED
         elif self.content_length is not None:
             if self.content_length > self.limits.body:
                 self._fail(502, nth(_WHY, 3) % self.limits.body)
             self.length = self.content_length
         else:
-            self.length = UNTIL_CLOSE
+            self.length = _UNTIL_CLOSE
             self.keep_alive = False
         return status, self.headers
 
@@ -362,7 +362,7 @@ class Connection:
                 have += n
             body = bytes(body)
             start = end = 0
-        elif length == UNTIL_CLOSE:
+        elif length == _UNTIL_CLOSE:
             body = bytearray(buf[start:end])
             while True:
                 if len(body) > self.limits.body:

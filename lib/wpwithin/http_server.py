@@ -61,7 +61,7 @@ except ImportError:  # CPython: no wrap-around; int's own methods cost no functi
     ticks_add = int.__add__
     ticks_diff = int.__sub__
 
-REQUEST_TIMEOUT = const(408)
+_REQUEST_TIMEOUT = const(408)
 
 # Defaults for a Thing on WiFi, as folded constants (no global, no float object each). The
 # reference's Go client keeps idle connections for 90 s; 30 s keeps most of that reuse, and an
@@ -81,10 +81,6 @@ def _ms(seconds, name):
     if not isinstance(seconds, (int, float)) or seconds <= 0:
         raise ValueError("%s must be a positive number of seconds" % name)
     return max(1, int(seconds * 1000))
-
-
-def _stderr_log(message):
-    sys.stderr.write("http_server: %s\n" % message)
 
 
 def _error_body(status, message):
@@ -132,7 +128,7 @@ class Server:
         self.linger_ms = min(self.read_ms, _LINGER_MS)
         self.stall_ms = _ms(stall_timeout, "stall_timeout")
         self._tick_ms = max(5, min(self.read_ms, self.request_ms, self.idle_ms) // 4)
-        self.log = log or _stderr_log
+        self.log = log or (lambda message: sys.stderr.write("http_server: %s\n" % message))
         self.backlog = backlog
         self.slots = []  # _Slot objects, made as needed up to max_connections and kept (heap_report counts them)
         self._server = None
@@ -143,7 +139,7 @@ class Server:
         # refusal and kept. A buffer per refusal (Stream.read) is what runs a busy producer's small
         # heap out.
         self._drain = None
-        self._timed_out = self._answer(REQUEST_TIMEOUT, "request not received in time")
+        self._timed_out = self._answer(_REQUEST_TIMEOUT, "request not received in time")
 
     @staticmethod
     def _answer(status, message):

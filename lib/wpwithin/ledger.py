@@ -49,8 +49,8 @@ until it is one of more than max_orders spent tokens and the one that
 expires first goes (the expiry leads the string, so it sorts first).
 
 Public methods decide, build the record, apply it and return it; apply() is
-the only code that changes state, and replay() feeds stored records through
-it, so replaying a journal rebuilds the same ledger. The shell must store
+the only code that changes state, and a journal's records fed through it
+(FileJournal.load(ledger.apply)) rebuild the same ledger. The shell must store
 "p" before it asks the gateway to charge, so an order found PAYING after a
 reset is resolved with the gateway (unresolved()) and never charged twice.
 
@@ -75,7 +75,7 @@ PAID = const(2)
 CHARGE = const(0)  # ask the gateway to charge (after storing the "p" record)
 ANSWER = const(1)  # already paid: answer with the earlier result, charge nothing
 
-QUOTE_GRACE = const(30)  # seconds a quote is safe from being dropped to make room: time to pay it
+_QUOTE_GRACE = const(30)  # seconds a quote is safe from being dropped to make room: time to pay it
 
 # The refusals, in one string said by number (errors.nth): a string object each costs ~90 B more heap.
 _WHY = (const("payment reference already in use|"
@@ -146,15 +146,6 @@ class Order:
 
     def remaining(self):
         return self.units - self.delivered
-
-    def snapshot(self):
-        """Every field, for comparing two ledgers."""
-        return (
-            self.ref, self.client_id, self.service_id, self.price_id, self.units, self.total,
-            self.currency, self.quoted_at, self.state, self.paying_since, self.attempt, self.token,
-            self.failure, self.order_code, self.key, self.issued, self.expiry, self.refund_on_expiry,
-            self.delivered, self.in_flight, self.in_flight_since, self.refunding, self.refunded,
-        )
 
 
 def attempt_code(order):
@@ -256,20 +247,6 @@ class Ledger:
         self.apply(record)
         return record
 
-    @classmethod
-    def replay(cls, records, **settings):
-        ledger = cls(**settings)
-        for record in records:
-            ledger.apply(record)
-        return ledger
-
-    def snapshot(self):
-        return (
-            sorted(o.snapshot() for o in self.orders.values()),
-            sorted(self.sold.items()),
-            sorted((key, self.used_up(key)) for key in self.spent),
-        )
-
     def records(self):
         """Records that rebuild the current state (what compaction writes), one at a time.
 
@@ -309,12 +286,12 @@ class Ledger:
             raise ProtocolError(409, nth(_WHY, _IN_USE))
         out = []
         if len(self.orders) >= self.max_orders:
-            # The oldest unpaid quote goes, if it is at least QUOTE_GRACE old: a fresher one may be
+            # The oldest unpaid quote goes, if it is at least _QUOTE_GRACE old: a fresher one may be
             # being paid right now, and dropping it would fail that purchase; better the new quote
             # waits (503, which consumers retry). An order with units left never goes.
             oldest = None
             for o in self.orders.values():
-                if o.state == QUOTED and now - o.quoted_at >= QUOTE_GRACE and (
+                if o.state == QUOTED and now - o.quoted_at >= _QUOTE_GRACE and (
                         oldest is None or o.quoted_at < oldest.quoted_at):
                     oldest = o
             if oldest is None:

@@ -13,10 +13,9 @@ through wire.scrub() before it is logged, journalled or answered. Logs one
 line per sale, delivery and refund (order, units, amount in currency).
 """
 import asyncio
-import sys
 
 from wpwithin import producer, wire
-from wpwithin.compat import const
+from wpwithin.compat import const, forget
 from wpwithin.errors import PeerError, ProtocolError
 from wpwithin.gateway_wire import SUCCESS, GatewayError
 from wpwithin.net_errors import NetError
@@ -213,10 +212,7 @@ class ProducerRole:
         try:
             return await getattr(settle, name)(self, *args)
         finally:
-            sys.modules.pop("wpwithin.settle", None)
-            package = sys.modules.get("wpwithin")
-            if package is not None and "settle" in dir(package):
-                delattr(package, "settle")
+            forget("wpwithin.settle")
 
     async def resolve(self, order):
         """Settle an order left PAYING (a lost answer, a reset): True if it turned out paid.

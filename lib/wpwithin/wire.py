@@ -21,16 +21,14 @@ from wpwithin.errors import ProtocolError, nth
 MAX_UNITS = const(1000000000)
 MAX_AMOUNT = const(1000000000)
 MAX_NUMBER_ID = const(1000000000)
-MAX_ID_LEN = const(64)  # serverID, clientID, paymentReferenceID, token key
+_MAX_ID_LEN = const(64)  # serverID, clientID, paymentReferenceID, token key
 MAX_TEXT_LEN = const(256)  # names and descriptions
 MAX_CLIENT_TOKEN_LEN = const(128)
 MAX_HOST_LEN = const(253)
-MAX_FIELDS = const(32)
-MAX_ITEMS = const(64)  # services in a list, prices in a list
+_MAX_FIELDS = const(32)
 # Objects and arrays in one body: each costs tens of bytes of heap once parsed (a 2 KB
 # body of "[{},{},..." would take ~30 KB), and the count bounds the nesting depth too.
-MAX_CONTAINERS = const(8)  # a request to a producer has at most 2
-MAX_ANSWER_CONTAINERS = const(136)  # answers from a producer or the gateway: MAX_ITEMS prices, 2 each
+_MAX_CONTAINERS = const(8)  # a request to a producer has at most 2 (consumer.MAX_ANSWER_CONTAINERS: answers)
 
 _MISSING = object()
 
@@ -57,7 +55,7 @@ _KEY = const(2)  # after ',' in an object
 _COLON = const(3)
 _NEXT = const(4)  # after a value inside a container: ',' or the closer
 _END = const(5)  # after the whole value: only whitespace
-_MAX_DEPTH = const(24)  # open containers (_WHY says 24 too); requests are bounded far lower by MAX_CONTAINERS
+_MAX_DEPTH = const(24)  # open containers (_WHY says 24 too); requests are bounded far lower by _MAX_CONTAINERS
 # What a refusal says, by number (_refuse's `why`): 2-3 and 4-5 are object, array.
 _WHY = (const("unexpected end|more after the value|unexpected }|unexpected ]|expected ',' or '}'|"
         "expected ',' or ']'|expected ':'|unterminated string|control character in a string|bad escape|"
@@ -261,7 +259,7 @@ def _join_pairs(data):
     return out
 
 
-def decode_json(body, where="body", containers=MAX_CONTAINERS):
+def decode_json(body, where="body", containers=_MAX_CONTAINERS):
     """Parse a body (bytes, or on MicroPython a memoryview) into a JSON value; 422 unless it is strict JSON.
 
     containers: the most objects and arrays it may hold (bytes only; None: not counted).
@@ -360,7 +358,7 @@ def fields(obj, where="body"):
     """Index a decoded JSON object by lower-cased key; refuse non-objects and duplicates."""
     if not isinstance(obj, dict):
         _bad(2, where)  # X must be a JSON object
-    if len(obj) > MAX_FIELDS:
+    if len(obj) > _MAX_FIELDS:
         _bad(3, where)  # X has too many fields
     indexed = {}
     for key in obj:
@@ -391,7 +389,7 @@ def get_int(f, name, low=0, high=MAX_UNITS, default=_MISSING):
     return value
 
 
-def get_str(f, name, max_len=MAX_ID_LEN, default=_MISSING, allow_empty=False, printable=False):
+def get_str(f, name, max_len=_MAX_ID_LEN, default=_MISSING, allow_empty=False, printable=False):
     """A string field of at most max_len bytes of UTF-8.
 
     Bytes, not characters: a journal line holds what the producer stores, and its limit is in

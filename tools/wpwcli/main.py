@@ -32,7 +32,8 @@ from wpwithin.card import Card, mask_card
 from wpwithin import config
 from wpwithin.config import ConfigError
 from wpwithin.consumer_role import ConsumerRole, PaymentPending, Producer, ProducerError, payment_wait
-from wpwithin.errors import NotOffered, PeerError
+from wpwithin.consumer import NotOffered
+from wpwithin.errors import PeerError
 from wpwithin.gateway_client import GatewayClient, parse_url
 from wpwithin.gateway_wire import GatewayError
 from wpwithin.journal import JournalCorrupt

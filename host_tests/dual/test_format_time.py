@@ -1,5 +1,5 @@
 """RFC 3339 timestamps as Go marshals a whole second in UTC."""
-from wpwithin.rfc3339 import format_time
+from wpwithin.delivery_token import format_time
 
 
 def test_known_instants():
