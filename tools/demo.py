@@ -28,10 +28,10 @@ sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "tools")]
 
 from gatewaysim.ledger import Ledger  # noqa: E402
 from harness.process import free_ports, stop_all  # noqa: E402
-from harness.things import Things, built, thing_files  # noqa: E402
+from harness.things import LOOPBACK_BROADCAST, Things, built, thing_files  # noqa: E402
 from harness.vboard import VBoard  # noqa: E402
 from vboardlib.cli import DEFAULT_HEAP  # noqa: E402  (tools/vboard's own default)
-from wpwithin import consumer as wire_consumer, discovery, http_client, wire  # noqa: E402
+from wpwithin import consumer as wire_consumer, http_client, wire  # noqa: E402
 from wpwithin.card import Card, mask_card  # noqa: E402
 from wpwithin.consumer_role import ConsumerRole, ProducerError  # noqa: E402
 from wpwithin.gateway_client import GatewayClient, parse_url  # noqa: E402
@@ -104,8 +104,8 @@ async def shop(gateway_url, ca, ports, recorder):
     with open(ca, "rb") as f:
         gateway = GatewayClient(gateway_url, ca=f.read())
     consumer = ConsumerRole("car-7", GOOD_CARD, gateway)
-    say("Discover", "probing for producers on %s:%d" % (discovery.LOOPBACK_BROADCAST, ports[1]))
-    found = await consumer.discover(3000, probe_to=discovery.LOOPBACK_BROADCAST, enough=2,
+    say("Discover", "probing for producers on %s:%d" % (LOOPBACK_BROADCAST, ports[1]))
+    found = await consumer.discover(3000, probe_to=LOOPBACK_BROADCAST, enough=2,
                                     port=ports[0], probe_port=ports[1])
     producers = dict((p.server_id, p) for p in found)
     for producer in found:

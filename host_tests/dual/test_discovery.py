@@ -7,7 +7,7 @@ from wpwithin import discovery, scanner, wire
 # Each runtime gets its own ports so runs never hear each other.
 BASE = 18980 if sys.implementation.name == "cpython" else 28980
 SCAN_PORT, PROBE_PORT = BASE, BASE + 1
-LOOP = discovery.LOOPBACK_BROADCAST
+LOOP = "127.255.255.255"  # this host's loopback broadcast
 
 
 def message(server_id):

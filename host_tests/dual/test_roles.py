@@ -29,6 +29,7 @@ MICROPYTHON = sys.implementation.name == "micropython"
 BASE = 47310 if MICROPYTHON else 37310
 BROADCAST_PORT, PROBE_PORT, HEAP_PORT = BASE, BASE + 1, BASE + 2
 HOST = "127.0.0.1"
+LOOPBACK_BROADCAST = "127.255.255.255"  # this host's loopback broadcast
 CLIENT_KEY = "T_C_03eaa1d3-4642-4079-b030-b543ee04b5af"
 CARD = {"name": "Roles Test", "number": "4444333322221111", "expiryMonth": 12, "expiryYear": 2031, "cvc": "123"}
 CARD_OBJECT = Card(CARD["name"], CARD["number"], CARD["expiryMonth"], CARD["expiryYear"], CARD["cvc"])
@@ -89,7 +90,7 @@ class GatewayStandIn:
 
 def make_thing(name, gateway_url, producer=False, consumer=False, network=None):
     folder = workdir(name)
-    net = {"host": HOST, "hostname": HOST, "port": 0, "broadcastAddress": discovery.LOOPBACK_BROADCAST,
+    net = {"host": HOST, "hostname": HOST, "port": 0, "broadcastAddress": LOOPBACK_BROADCAST,
            "broadcastPort": BROADCAST_PORT, "probePort": PROBE_PORT if producer else 0,
            "broadcastIntervalMs": 60000}
     if network:
@@ -138,7 +139,7 @@ def test_a_thing_with_both_roles_sells_and_buys_in_one_loop_at_once():
             await start(a, b, c)
             assert repl.thing_status(a)["roles"] == ["producer", "consumer"]
             assert a.consumer.client_id == "thing-a-consumer"
-            found = await c.consumer.discover(WAIT * 1000, discovery.LOOPBACK_BROADCAST, 2, BROADCAST_PORT,
+            found = await c.consumer.discover(WAIT * 1000, LOOPBACK_BROADCAST, 2, BROADCAST_PORT,
                                               PROBE_PORT)
             assert sorted(p.server_id for p in found) == ["thing-a", "thing-b"], found
             # At the same moment: C buys from A while A (its consumer role) buys from B.

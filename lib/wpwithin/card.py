@@ -30,6 +30,11 @@ class Card:
     __str__ = __repr__
 
 
+def from_secrets(obj):
+    """A Card from secrets.json's checked "card" object (name, number, expiryMonth, expiryYear, cvc)."""
+    return Card(obj["name"], obj["number"], obj["expiryMonth"], obj["expiryYear"], obj["cvc"])
+
+
 def token_request(client_key, card):
     """POST /tokens body: turns a card into a one-use token for the merchant's client key."""
     return {

@@ -84,10 +84,9 @@ def _from_checked(config_path, secrets_path):
         out.service_key = given["merchantServiceKey"]
         out.signing_secret = unhexlify(given["tokenSigningSecret"])
     if cfg.consumer["enabled"]:
-        from wpwithin.card import Card  # consumer-only: not in producer-only images
+        from wpwithin.card import from_secrets  # consumer-only: not in producer-only images
 
-        c = given["card"]
-        out.card = Card(c["name"], c["number"], c["expiryMonth"], c["expiryYear"], c["cvc"])
+        out.card = from_secrets(given["card"])
     if "broker" in cfg.network or "broker" in cfg.consumer:  # as config.load: the attributes only with a broker
         out.broker_username = given.get("brokerUsername")
         out.broker_password = given.get("brokerPassword")

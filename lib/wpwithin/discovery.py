@@ -24,7 +24,7 @@ BROADCAST_PORT = const(8980)
 PROBE_PORT = const(8981)
 INTERVAL_MS = const(5000)
 BROADCAST_ADDRESS = "255.255.255.255"
-LOOPBACK_BROADCAST = "127.255.255.255"
+_LOOPBACK_BROADCAST = const("127.255.255.255")
 PROBE = b"WPWITHIN-PROBE/1"  # not JSON: a reference scanner that gets it by mistake ignores it
 _MAX_DATAGRAM = const(1024)
 
@@ -91,7 +91,7 @@ class Broadcaster:
             if not self.failing and self.log:
                 # Said once: a host with only loopback has no route to 255.255.255.255.
                 self.log("broadcast to %s:%d fails (%s); still serving (loopback-only host? use %s)"
-                         % (self.destination, self.port, exc, LOOPBACK_BROADCAST))
+                         % (self.destination, self.port, exc, _LOOPBACK_BROADCAST))
             self.failing = True
             return
         if self.failing and self.log:

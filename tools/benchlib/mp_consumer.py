@@ -51,7 +51,7 @@ async def fast(n, port, probe_port, server_id):
     role = ConsumerRole("bench-scan", None, None)
     times = []
     for _ in range(n):
-        times.append(await look(role, port, discovery.LOOPBACK_BROADCAST, probe_port, server_id, 2000))
+        times.append(await look(role, port, "127.255.255.255", probe_port, server_id, 2000))
     return times
 
 

@@ -7,7 +7,9 @@ unix port has no flash to map it from), mounts it at /rom and puts
 the runner can leave it out of the figures it prints. Sampler answers
 datagrams on a UDP port of 127.0.0.1 with the heap in use now and at
 peak: after a full collection, once per round of the asyncio scheduler,
-so "peak" is the most live data seen at any await point.
+so "peak" is the most live data seen at any await point. A b"names"
+datagram prints micropython.qstr_info() (the names interned so far, and
+the pools holding them) to stdout before the answer.
 """
 import gc
 import sys
@@ -40,7 +42,7 @@ def used():
 
 
 class Sampler:
-    """Samples the heap at every scheduler round; answers b"peak" and b"reset" datagrams with JSON.
+    """Samples the heap at every scheduler round; answers b"peak", b"reset" and b"names" datagrams with JSON.
 
     `held` (the image buffer) is subtracted from every figure it reports.
     """
@@ -69,6 +71,10 @@ class Sampler:
             except OSError:
                 data = None  # nothing asked (EAGAIN)
             if data:
+                if data == b"names":
+                    import micropython
+
+                    micropython.qstr_info()
                 if data == b"reset":
                     self.peak = self.now
                     self.samples = 0

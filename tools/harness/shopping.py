@@ -12,14 +12,14 @@ import asyncio
 import time
 
 from harness.things import CARD
-from wpwithin.card import Card
+from wpwithin.card import from_secrets
 from wpwithin.consumer_role import ConsumerRole, Producer
 from wpwithin.gateway_client import GatewayClient
 
 
 def card(obj=CARD):
     """A lib Card from a card file's object."""
-    return Card(obj["name"], obj["number"], obj["expiryMonth"], obj["expiryYear"], obj["cvc"])
+    return from_secrets(obj)
 
 
 def gateway_client(url, ca_path=None, timeout=10):
