@@ -71,7 +71,8 @@ def test_every_status_sent_has_gos_reason_phrase():
     # dual/test_http1.py checks http1 writes each of these with Go's phrase, under both runtimes.
     with open(os.path.join(mpy.ROOT, "host_tests", "dual", "test_http1.py")) as f:
         text = f.read()
-    go_reasons = ast.literal_eval(text[text.index("GO_REASONS = ") + 13:text.index("}\n", text.index("GO_REASONS = ")) + 1])
+    start = text.index("GO_REASONS = ") + len("GO_REASONS = ")
+    go_reasons = ast.literal_eval(text[start:text.index("}\n", start) + 1])
     sent = set(statuses_in_code()) | {200}
     assert sent == set(go_reasons), "sent without Go's phrase: %s; listed, never sent: %s" % (
         sent - set(go_reasons), set(go_reasons) - sent)

@@ -75,7 +75,7 @@ def sign(secret, key, server_id, client_id, service_id, units, expiry):
 
 
 def new_key(random_bytes):
-    """Token key text from _KEY_BYTES random bytes."""
+    """Token key text from 16 random bytes."""
     if len(random_bytes) != _KEY_BYTES:
         raise ValueError("a token key needs %d random bytes" % _KEY_BYTES)
     return hexlify(random_bytes).decode()

@@ -62,26 +62,26 @@ _TCHAR_EXTRA = const(b"!#$%&'*+-.^_`|~")
 # Reason phrases as Go's net/http writes them, for the statuses a Thing sends, one line each
 # (as one bytes object: 1.2 KB less heap than a dict); any other status gets an empty reason
 # phrase, which HTTP/1.1 allows.
-_REASONS = (const(b"200OK\n400Bad Request\n402Payment Required\n404Not Found\n405Method Not Allowed\n"
-            b"408Request Timeout\n409Conflict\n410Gone\n411Length Required\n413Request Entity Too Large\n"
-            b"414Request URI Too Long\n417Expectation Failed\n422Unprocessable Entity\n"
-            b"431Request Header Fields Too Large\n500Internal Server Error\n501Not Implemented\n"
-            b"502Bad Gateway\n503Service Unavailable\n504Gateway Timeout\n505HTTP Version Not Supported\n"))
+_REASONS = const(b"200OK\n400Bad Request\n402Payment Required\n404Not Found\n405Method Not Allowed\n"
+                 b"408Request Timeout\n409Conflict\n410Gone\n411Length Required\n413Request Entity Too Large\n"
+                 b"414Request URI Too Long\n417Expectation Failed\n422Unprocessable Entity\n"
+                 b"431Request Header Fields Too Large\n500Internal Server Error\n501Not Implemented\n"
+                 b"502Bad Gateway\n503Service Unavailable\n504Gateway Timeout\n505HTTP Version Not Supported\n")
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # Refusals' phrases in one string, by number: _fail(status, n, arg) says the n-th, its %d or %s
 # filled with arg (a string object each cost 1.3 KB more heap, .mpy, 64-bit).
-_WHY = (const("header block over %d bytes|status line over %d bytes|request line over %d bytes|"
-        "bare LF: lines must end in CRLF|stray CR in a line|empty start line|over %d header fields|"
-        "folded header line (obs-fold)|header without a name and colon|"
-        "whitespace in a header name or before the colon|Content-Length is not a decimal number|"
-        "conflicting Content-Length values|control or non-ASCII byte in a header|Expect header twice|"
-        "header %s twice|request line is not: method SP target SP version|malformed HTTP version|"
-        "only HTTP/1.x is supported|method is not a token|request target must start with /|"
-        "control, space or non-ASCII byte in the target|both Transfer-Encoding and Content-Length|"
-        "chunked body: send Content-Length|Transfer-Encoding not supported: send Content-Length|"
-        "Content-Length required|body over %d bytes|HTTP/1.1 request without Host|"
-        "only Expect: 100-continue is supported"))
+_WHY = const("header block over %d bytes|status line over %d bytes|request line over %d bytes|"
+             "bare LF: lines must end in CRLF|stray CR in a line|empty start line|over %d header fields|"
+             "folded header line (obs-fold)|header without a name and colon|"
+             "whitespace in a header name or before the colon|Content-Length is not a decimal number|"
+             "conflicting Content-Length values|control or non-ASCII byte in a header|Expect header twice|"
+             "header %s twice|request line is not: method SP target SP version|malformed HTTP version|"
+             "only HTTP/1.x is supported|method is not a token|request target must start with /|"
+             "control, space or non-ASCII byte in the target|both Transfer-Encoding and Content-Length|"
+             "chunked body: send Content-Length|Transfer-Encoding not supported: send Content-Length|"
+             "Content-Length required|body over %d bytes|HTTP/1.1 request without Host|"
+             "only Expect: 100-continue is supported")
 
 
 class Limits:

@@ -33,13 +33,13 @@ _READ_SIZE = const(512)
 _REFUSED = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ETIMEDOUT, getattr(errno, "ENETUNREACH", 0))
 # The failures' phrases in one string, by number (a string object each cost 0.9 KB more heap),
 # and what the client was doing (_failure's `doing`: _CONNECTING, _SENDING, _READING).
-_WHY = (const("response is not HTTP/1.x|malformed status line|response Transfer-Encoding not supported|"
-        "response body over %d bytes|chunk framing line too long|chunk framing line ends in a bare LF|"
-        "bad chunk size|chunk data longer than its size|%s closed the connection before answering|"
-        "%s closed the connection mid-body|%s %s timed out after %s s|TLS with %s failed: %s|"
-        "cannot connect to %s: %s|%s %s failed: %s|%s closed the connection|method must be an HTTP token|"
-        "path must start with / and hold printable ASCII only|body must be bytes|"
-        "header %s is set by the client|header %s has a bad name or value"))
+_WHY = const("response is not HTTP/1.x|malformed status line|response Transfer-Encoding not supported|"
+             "response body over %d bytes|chunk framing line too long|chunk framing line ends in a bare LF|"
+             "bad chunk size|chunk data longer than its size|%s closed the connection before answering|"
+             "%s closed the connection mid-body|%s %s timed out after %s s|TLS with %s failed: %s|"
+             "cannot connect to %s: %s|%s %s failed: %s|%s closed the connection|method must be an HTTP token|"
+             "path must start with / and hold printable ASCII only|body must be bytes|"
+             "header %s is set by the client|header %s has a bad name or value")
 _DOING = const("connecting to|sending to|reading from")
 _CONNECTING = const(0)
 _SENDING = const(1)

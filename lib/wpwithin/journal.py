@@ -35,8 +35,8 @@ from binascii import crc32
 from wpwithin.compat import const
 
 MAX_LINE = const(512)  # bytes, newline included
-_WHAT_TO_DO = (const("restore the journal from a backup, or move it aside to start empty "
-               "(paid tokens in it will no longer redeem)"))
+_WHAT_TO_DO = const("restore the journal from a backup, or move it aside to start empty "
+                    "(paid tokens in it will no longer redeem)")
 
 
 class JournalCorrupt(Exception):

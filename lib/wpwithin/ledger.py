@@ -78,22 +78,22 @@ ANSWER = const(1)  # already paid: answer with the earlier result, charge nothin
 _QUOTE_GRACE = const(30)  # seconds a quote is safe from being dropped to make room: time to pay it
 
 # The refusals, in one string said by number (errors.nth): a string object each costs ~90 B more heap.
-_WHY = (const("payment reference already in use|"
-        "too many open orders; try again later|"
-        "this order was paid; its delivery token is used up or has expired|"
-        "Unable to find order for payment ref %s|"
-        "Client ID does not match Order Client ID|"
-        "this order is paid; its delivery token goes only to the client token that paid it|"
-        "payment for this reference is in progress; retry shortly|"
-        "payment declined: %s; pay with a new client token|"
-        "the total price quote has expired; request a new total|"
-        "unknown delivery token|"
-        "delivery token was issued to another client|"
-        "delivery token is for service %d, not %d|"
-        "delivery token has expired|"
-        "a delivery is already in progress on this token; end it first|"
-        "Requested units (%d) not available for selected order. Units available = %d|"
-        "no delivery in progress on this token; begin one first"))
+_WHY = const("payment reference already in use|"
+             "too many open orders; try again later|"
+             "this order was paid; its delivery token is used up or has expired|"
+             "Unable to find order for payment ref %s|"
+             "Client ID does not match Order Client ID|"
+             "this order is paid; its delivery token goes only to the client token that paid it|"
+             "payment for this reference is in progress; retry shortly|"
+             "payment declined: %s; pay with a new client token|"
+             "the total price quote has expired; request a new total|"
+             "unknown delivery token|"
+             "delivery token was issued to another client|"
+             "delivery token is for service %d, not %d|"
+             "delivery token has expired|"
+             "a delivery is already in progress on this token; end it first|"
+             "Requested units (%d) not available for selected order. Units available = %d|"
+             "no delivery in progress on this token; begin one first")
 _IN_USE = const(0)
 _FULL = const(1)
 _USED_UP = const(2)

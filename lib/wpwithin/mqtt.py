@@ -43,9 +43,9 @@ TIMEOUT_MS = const(5000)  # connecting, each send, and waiting for an answer (ht
 MAX_PACKET = const(2048)  # remaining length of a packet the client accepts
 MAX_QUEUED = const(8)  # messages kept while waiting for an acknowledgement
 _READ = const(256)
-_WHY = (const("%s %s timed out after %d ms|%s %s failed: %s|%s closed the connection|no %s from %s within %d ms|"
-        "%s sent CONNACK twice|not connected to %s|more than %d messages from %s while waiting for %s|"
-        "TLS with %s failed: %s"))
+_WHY = const("%s %s timed out after %d ms|%s %s failed: %s|%s closed the connection|no %s from %s within %d ms|"
+             "%s sent CONNACK twice|not connected to %s|more than %d messages from %s while waiting for %s|"
+             "TLS with %s failed: %s")
 _DOING = const("connecting to|sending to|reading from")
 
 

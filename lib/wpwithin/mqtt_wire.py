@@ -22,14 +22,14 @@ PINGREQ = b"\xc0\x00"
 DISCONNECT = b"\xe0\x00"
 _MAX_LENGTH = const(268435455)  # the largest remaining length 4 bytes can say
 # Refusals and CONNACK codes by number (errors.nth): one string costs less heap than one each.
-_WHY = (const("remaining length is longer than 4 bytes|packet of %d bytes is over the %d-byte limit|"
-        "packet type %d is not one a broker sends a client|bad flags 0x%02x for packet type %d|"
-        "%s has a bad length|topic is not UTF-8 or holds a NUL|topic is empty or over %d bytes|"
-        "topic holds a wildcard|PUBLISH at QoS %d, never asked for|QoS 1 packet without a packet id|"
-        "SUBACK code 0x%02x|CONNACK flags 0x%02x|%s must be at most 65535 bytes|qos must be 0 or 1|"
-        "keepalive must be 0-65535 s|client_id must not be empty|topic filter is not valid|"
-        "CONNACK code %d|connection accepted|unacceptable protocol version|identifier rejected|"
-        "server unavailable|bad user name or password|not authorised"))
+_WHY = const("remaining length is longer than 4 bytes|packet of %d bytes is over the %d-byte limit|"
+             "packet type %d is not one a broker sends a client|bad flags 0x%02x for packet type %d|"
+             "%s has a bad length|topic is not UTF-8 or holds a NUL|topic is empty or over %d bytes|"
+             "topic holds a wildcard|PUBLISH at QoS %d, never asked for|QoS 1 packet without a packet id|"
+             "SUBACK code 0x%02x|CONNACK flags 0x%02x|%s must be at most 65535 bytes|qos must be 0 or 1|"
+             "keepalive must be 0-65535 s|client_id must not be empty|topic filter is not valid|"
+             "CONNACK code %d|connection accepted|unacceptable protocol version|identifier rejected|"
+             "server unavailable|bad user name or password|not authorised")
 NAMES = "||CONNACK||PUBACK|||||SUBACK||||PINGRESP"  # by packet type
 _CONNACK_CODE = const(17)
 

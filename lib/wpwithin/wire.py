@@ -57,10 +57,10 @@ _NEXT = const(4)  # after a value inside a container: ',' or the closer
 _END = const(5)  # after the whole value: only whitespace
 _MAX_DEPTH = const(24)  # open containers (_WHY says 24 too); requests are bounded far lower by _MAX_CONTAINERS
 # What a refusal says, by number (_refuse's `why`): 2-3 and 4-5 are object, array.
-_WHY = (const("unexpected end|more after the value|unexpected }|unexpected ]|expected ',' or '}'|"
-        "expected ',' or ']'|expected ':'|unterminated string|control character in a string|bad escape|"
-        "\\u without 4 hex digits|lone surrogate escape|expected a string key|nested deeper than 24|"
-        "expected a value|leading zero|expected a digit"))
+_WHY = const("unexpected end|more after the value|unexpected }|unexpected ]|expected ',' or '}'|"
+             "expected ',' or ']'|expected ':'|unterminated string|control character in a string|bad escape|"
+             "\\u without 4 hex digits|lone surrogate escape|expected a string key|nested deeper than 24|"
+             "expected a value|leading zero|expected a digit")
 _UTF8 = const(17)
 _LITERALS = const(b"true false null ")
 
@@ -341,13 +341,13 @@ def scrub(text):
 
 # --- field access -----------------------------------------------------------
 # The refusals' phrases in one string, by number (a string object each cost 0.7 KB more heap).
-_FIELD_WHY = (const("%s has more than %d objects and arrays|%s holds a number too long to convert|"
-               "%s must be a JSON object|%s has too many fields|%s has field %s twice|missing field %s|"
-               "field %s must be an integer|field %s must be between %d and %d|field %s must be a string|"
-               "field %s is not valid Unicode|field %s is longer than %d bytes of UTF-8|"
-               "field %s must not hold control characters|field %s must not be empty|"
-               "field %s must be true or false|field %s must be a 3-letter ISO 4217 code|"
-               "Unable to parse input %s id"))
+_FIELD_WHY = const("%s has more than %d objects and arrays|%s holds a number too long to convert|"
+                   "%s must be a JSON object|%s has too many fields|%s has field %s twice|missing field %s|"
+                   "field %s must be an integer|field %s must be between %d and %d|field %s must be a string|"
+                   "field %s is not valid Unicode|field %s is longer than %d bytes of UTF-8|"
+                   "field %s must not hold control characters|field %s must not be empty|"
+                   "field %s must be true or false|field %s must be a 3-letter ISO 4217 code|"
+                   "Unable to parse input %s id")
 
 
 def _bad(n, arg, status=422):
