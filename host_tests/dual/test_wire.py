@@ -180,6 +180,14 @@ def test_signature_may_be_null_as_the_reference_sends_it():
     assert wire.parse_delivery_token(token)["signature"] is None
 
 
+def test_ascii_text_keeps_printable_ascii_and_marks_each_other_character_once():
+    assert wire.ascii_text("card declined: 05", 100) == "card declined: 05"
+    assert wire.ascii_text('say "no" \\ \t\x7f', 100) == "say ?no? ? ??"
+    assert wire.ascii_text("caf\u00e9 \u20ac\U0001F600!", 100) == "caf? ??!"  # 2, 3 and 4 UTF-8 bytes: one ? each
+    assert wire.ascii_text("\u00e9" * 150, 100) == "?" * 100
+    assert wire.ascii_text("", 100) == ""
+
+
 def test_scrub_hides_card_numbers_and_gateway_tokens_and_keys():
     cases = [
         ("TKN_EXPIRED Token TEST_SU_8b1f-42aa has already been used", "TKN_EXPIRED Token [hidden] has already been used"),

@@ -64,6 +64,7 @@ Invariants: delivered + in_flight <= units for every paid order; only a
 QUOTED order can be charged; a PAID order answers a retried payment with
 its earlier result. Never does I/O; times are Unix seconds passed in.
 """
+from wpwithin import wire
 from wpwithin.compat import const
 from wpwithin.errors import ProtocolError, nth
 
@@ -355,15 +356,8 @@ class Ledger:
     def failed(self, ref, reason):
         if self.orders[ref].state != PAYING:
             raise ValueError("only an order being paid can fail")
-        # Whatever the gateway said, the record fits a journal line: printable ASCII, 100 at most,
-        # one "?" for any other character. Bytes: iterating the str would make each character a
-        # name MicroPython never frees (a continuation byte 0b10xxxxxx is part of the one before).
-        kept = bytearray()
-        for byte in reason[:100].encode("utf-8", "surrogatepass"):  # CPython: a lone surrogate too
-            if byte & 0xC0 != 0x80:
-                kept.append(byte if 32 <= byte <= 126 and byte != 34 and byte != 92 else 63)
-        reason = kept.decode()
-        return self._do(["f", ref, reason])
+        # Whatever the gateway said, the record fits a journal line: printable ASCII, 100 at most.
+        return self._do(["f", ref, wire.ascii_text(reason, 100)])
 
     def unresolved(self):
         """Orders whose attempt's outcome is unknown (PAYING): ask the gateway."""

@@ -65,8 +65,8 @@ def _text(value, limit, name, allow_empty=False):
     """value if it is a string the wallet may store (one JSON byte per character), else ValueError."""
     if not isinstance(value, str) or len(value) > limit or (not value and not allow_empty):
         raise ValueError("wallet: %s must be a string of 1 to %d characters" % (name, limit))
-    for c in value:
-        if not " " <= c <= "~" or c == '"' or c == "\\":
+    for byte in value.encode("utf-8", "surrogatepass"):  # bytes: a str's characters would become names for good
+        if byte < 32 or byte > 126 or byte == 34 or byte == 92:
             raise ValueError("wallet: %s holds a character the wallet does not store" % name)
     return value
 
@@ -79,10 +79,7 @@ def _int(value, low, high, name):
 
 def note_text(text):
     """A message made storable: printable ASCII only, at most MAX_NOTE characters."""
-    out = []
-    for c in str(text)[:MAX_NOTE]:
-        out.append(c if " " <= c <= "~" and c != '"' and c != "\\" else "?")
-    return "".join(out)
+    return wire.ascii_text(str(text), MAX_NOTE)
 
 
 def _days_from_civil(y, m, d):

@@ -290,6 +290,17 @@ _SECRET_PREFIXES = const((b"TEST_SU_", b"T_S_", b"T_C_"))  # tokens, service key
 _HIDDEN = const(b"[hidden]")
 
 
+def ascii_text(text, limit):
+    """`text`'s first `limit` characters as printable ASCII without " or \\, one "?" for any other
+    character: fits a journal line as it is. Reads bytes: iterating a str makes each character a
+    name MicroPython never frees (a continuation byte 0b10xxxxxx is part of the one before)."""
+    kept = bytearray()
+    for byte in text[:limit].encode("utf-8", "surrogatepass"):  # CPython: a lone surrogate too
+        if byte & 0xC0 != 0x80:
+            kept.append(byte if 32 <= byte <= 126 and byte != 34 and byte != 92 else 63)
+    return kept.decode()
+
+
 def scrub(text):
     """`text` with card-number-like digits and gateway tokens and keys replaced by "[hidden]".
 
