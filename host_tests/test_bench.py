@@ -22,7 +22,7 @@ WITH_ANCHOR = ("min_heap_mpy", "min_heap_romfs", "heap_imported_mpy", "heap_peak
                "heap_peak_romfs", "heap_working_mpy", "heap_working_romfs", "code_mpy", "code_romfs", "rps_keepalive",
                "rps_new_connection", "discovery_fast", "link_after", "link_peak")
 WITHOUT_ANCHOR = ("min_heap_mpy_esp32", "min_heap_romfs_esp32", "min_heap_floor", "purchases_per_s", "discovery_broadcast", "latency_median", "latency_p95",
-                  "scale_1", "scale_8", "scale_32")
+                  "scale_1", "scale_8", "scale_32", "heap_modules")
 TARGETED = ("min_heap_mpy", "min_heap_mpy_esp32", "min_heap_romfs", "min_heap_romfs_esp32", "heap_imported_mpy",
             "heap_working_mpy", "code_mpy", "rps_keepalive", "rps_new_connection", "discovery_fast",
             "scale_1", "scale_8", "scale_32")
@@ -94,6 +94,18 @@ def test_the_floor_is_measured_and_below_any_producer(quick_run):
     floor = figures["min_heap_floor"]
     assert floor["status"] == "ok", floor["reason"]
     assert 0 < floor["ours"] < figures["min_heap_romfs"]["anchor"] < figures["min_heap_mpy"]["ours"]
+
+
+def test_the_heap_of_each_module_is_measured(quick_run):
+    _, data, _ = quick_run
+    modules = {f["id"]: f for f in data["figures"]}["heap_modules"]
+    assert modules["status"] == "ok", modules["reason"]
+    taken = modules["details"]["modules"]  # [name, bytes] in the order imported
+    names = [name for name, _ in taken]
+    assert {"thing", "wire", "ledger", "http_server", "http_client", "settle"} <= set(names), taken
+    assert all(n > 0 for _, n in taken) and sum(n for _, n in taken) == modules["ours"], taken
+    assert names[-2:] == ["http_client", "settle"]  # what the first payment and a rare path load, last
+    assert names.index("compat") < names.index("wire") < names.index("producer") < names.index("thing")
 
 
 def test_targets_are_judged(quick_run):

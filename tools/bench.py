@@ -12,7 +12,7 @@ figure from the same run and the ratio where microdot has an equivalent:
     microdot serving the price list 20 times; code as .mpy and from ROMFS;
     and the floor: a bare asyncio server making one HTTPS call per request
   2 heap in use after import and at peak (gc.mem_alloc, from inside)
-  3 code size (.mpy bytes; ROMFS image bytes)
+  3 code size (.mpy bytes; ROMFS image bytes), and the heap each module takes at import
   4 price-list requests/s (one load generator; keep-alive, new connection each),
     full purchases/s against the simulated gateway
   5 discovery time, fast probe and broadcast only

@@ -15,5 +15,6 @@ Host side (CPython):
   report       figure records, targets, the table, the JSON
 MicroPython side (compiled to .mpy, run with `micropython -m`):
   mp_producer  our producer in-process; mp_microdot  the anchor app;
-  mp_consumer  discovery and purchase timings; mp_heap  ROMFS mount, heap sampler
+  mp_consumer  discovery and purchase timings; mp_heap  ROMFS mount, heap sampler;
+  mp_modules   the heap each of our modules takes at import
 """
