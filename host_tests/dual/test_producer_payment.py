@@ -375,3 +375,85 @@ def test_the_console_gets_one_line_per_sale_delivery_and_refund_and_no_token_or_
         for secret in ("TEST_SU_", token["key"], "T_C_x", SECRET.decode()):
             assert secret not in shown
     run(main())
+
+
+class Recording:
+    """Application hooks that record their calls; `fail` names one that raises, `hang` one that never ends."""
+
+    def __init__(self, fail=None, hang=None):
+        self.calls = []
+        self.fail = fail
+        self.hang = hang
+
+    async def _called(self, name, *args):
+        self.calls.append((name,) + args)
+        if name == self.fail:
+            raise RuntimeError("the application's own bug")
+        if name == self.hang:
+            await asyncio.sleep(3600)
+
+    async def payment_received(self, service_id, units, total):
+        await self._called("payment_received", service_id, units, total)
+
+    async def delivery_begin(self, service_id, units):
+        await self._called("delivery_begin", service_id, units)
+
+    async def delivery_end(self, service_id, units_supplied):
+        await self._called("delivery_end", service_id, units_supplied)
+
+
+async def sell_and_deliver(role, units=2, card_token="TEST_SU_1"):
+    """A purchase of `units` kWh and their delivery in one session, each answer 200; the token."""
+    ref = await quote(role, units)
+    status, paid = await call(role, "POST", "/payment", pay(ref, card_token))
+    assert status == 200, paid
+    token = paid["serviceDeliveryToken"]
+    for route, request in (("begin", consumer.begin_request("c1", token, units)),
+                           ("end", consumer.end_request("c1", token, units))):
+        status, answer = await call(role, "POST", "/service/1/delivery/" + route, request)
+        assert status == 200, answer
+    await asyncio.sleep(0.05)  # the hooks run as tasks of their own
+    return token
+
+
+def test_the_applications_hooks_hear_each_sale_and_delivery():
+    async def main():
+        role, _, _ = setup()
+        role.hooks = Recording()
+        await sell_and_deliver(role)
+        assert role.hooks.calls == [("payment_received", 1, 2, 60), ("delivery_begin", 1, 2), ("delivery_end", 1, 2)]
+        assert role.last_errors == []
+    run(main())
+
+
+def test_a_failing_or_hanging_hook_costs_nothing_but_a_noted_error():
+    async def main():
+        for hooks, said in ((Recording(fail="payment_received"), "the application's own bug"),
+                            (Recording(hang="delivery_begin"), "")):
+            role, gateway, _ = setup()
+            role.hook_timeout = 0.02
+            role.hooks = hooks
+            await sell_and_deliver(role)
+            await sell_and_deliver(role, card_token="TEST_SU_2")  # the producer goes on selling after it
+            assert len(gateway.charged()) == 2 and len(hooks.calls) == 6, hooks.calls
+            assert role.last_errors and all(m.startswith("hook failed: ") for m in role.last_errors), role.last_errors
+            assert said in role.last_errors[0]
+    run(main())
+
+
+def test_hooks_are_optional_each_and_all():
+    class OnlyPaid:
+        def __init__(self):
+            self.paid = []
+
+        async def payment_received(self, service_id, units, total):
+            self.paid.append(total)
+
+    async def main():
+        role, _, _ = setup()  # no hooks at all
+        assert role.hooks is None
+        await sell_and_deliver(role)
+        role.hooks = OnlyPaid()
+        await sell_and_deliver(role, 3, "TEST_SU_2")
+        assert role.hooks.paid == [90] and role.last_errors == []
+    run(main())

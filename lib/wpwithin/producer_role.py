@@ -29,19 +29,6 @@ def money(minor, currency):
     return "%s %d.%02d" % (currency, minor // 100, minor % 100)
 
 
-class Hooks:
-    """Application callbacks; override the ones you need. All are async."""
-
-    async def payment_received(self, service_id, units, total):
-        pass
-
-    async def delivery_begin(self, service_id, units):
-        pass
-
-    async def delivery_end(self, service_id, units_supplied):
-        pass
-
-
 class ListJournal:
     """Keeps records in memory (tests, or a Thing without flash storage)."""
 
@@ -60,7 +47,9 @@ class ProducerRole:
         self.clock = clock  # () -> Unix seconds (int)
         self.random = random  # (n) -> n random bytes
         self.journal = journal or ListJournal()
-        self.hooks = hooks or Hooks()
+        # The application's hooks: an object with any of the async methods payment_received(service_id,
+        # units, total), delivery_begin(service_id, units) and delivery_end(service_id, units_supplied).
+        self.hooks = hooks
         self.log = log or (lambda message: None)
         self.url_prefix = url_prefix
         self.hook_timeout = hook_timeout
@@ -102,14 +91,14 @@ class ProducerRole:
             elif name == "begin":
                 response, record, order = core.delivery_begin(service, wire.decode_json(body), self._now())
                 self._write([record])
-                self._fire(self.hooks.delivery_begin(order.service_id, response["unitsToSupply"]))
+                self._fire("delivery_begin", order.service_id, response["unitsToSupply"])
             else:
                 response, record, order = core.delivery_end(service, wire.decode_json(body), self._now())
                 self._write([record])
                 units = response["unitsJustSupplied"]
                 self.log("delivered %d units of service %d on %s (%d left)"
                          % (units, order.service_id, order.ref[:8], order.remaining()))
-                self._fire(self.hooks.delivery_end(order.service_id, units))
+                self._fire("delivery_end", order.service_id, units)
             return 200, wire.encode_json(response)
         except ProtocolError as exc:
             return exc.status, wire.encode_json(wire.error(exc.status, exc.message))
@@ -199,7 +188,7 @@ class ProducerRole:
             self._write([record])
             self.log("sold %d units of service %d for %s on %s" % (order.units, order.service_id,
                                                                   money(order.total, order.currency), order.ref[:8]))
-            self._fire(self.hooks.payment_received(order.service_id, order.units, order.total))
+            self._fire("payment_received", order.service_id, order.units, order.total)
             return True
         reason = wire.scrub(result["paymentStatusReason"] or result["paymentStatus"])
         self._write([self.core.ledger.failed(order.ref, reason)])
@@ -231,8 +220,11 @@ class ProducerRole:
 
     # --- hooks -------------------------------------------------------------------
 
-    def _fire(self, hook):
-        asyncio.create_task(self._run_hook(hook))
+    def _fire(self, name, *args):
+        """The application's hook `name`, if it has one, as a task with a time limit (none: no task)."""
+        hook = getattr(self.hooks, name, None)
+        if hook is not None:
+            asyncio.create_task(self._run_hook(hook(*args)))
 
     async def _run_hook(self, hook):
         try:

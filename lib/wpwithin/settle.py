@@ -98,7 +98,7 @@ async def expire(role):
         role._write([record])
         role.log("delivery on %s not ended in %d s: %d units counted as supplied"
                  % (order.ref, ledger.delivery_timeout, units))
-        role._fire(role.hooks.delivery_end(order.service_id, units))
+        role._fire("delivery_end", order.service_id, units)
     for order, owed in ledger.due(now):
         if owed:
             try:
