@@ -440,3 +440,28 @@ def test_parsing_a_go_request_head_allocates_little():
     used = gc.mem_alloc() - before
     # path + two header values + the dict, on the 64-bit unix port
     assert used <= 640, used
+
+
+def test_the_client_refuses_a_request_it_could_not_send_as_given():
+    import asyncio
+
+    def refusal(method, path, headers=None):
+        conn = http_client.Connection("127.0.0.1", 9)  # checked before connecting: nothing listens there
+        try:
+            asyncio.run(conn.request(method, path, None, headers))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    assert refusal("GE T", "/") == refusal("", "/") == refusal("G\u00e9T", "/") == "method must be an HTTP token"
+    assert "printable ASCII" in refusal("GET", "/a\u00e9")
+    assert "printable ASCII" in refusal("GET", "/a\x01b")
+    for name, value in (("X Y", "1"), ("X-Y", "1\r\nInjected: yes"), ("X-\u00e9", "1"), ("X-Y", "caf\u00e9")):
+        assert refusal("GET", "/", {name: value}) == "header %s has a bad name or value" % name, (name, value)
+    # legal ones get as far as connecting (refused there: a NetError, not a ValueError)
+    for method, headers in (("PATCH", {"X-Key_1~!": "a\tb \"c\" ;=,"}), ("M-SEARCH", {"Accept": ""})):
+        try:
+            said = refusal(method, "/ok?q=1", headers)
+        except http_client.NetError:
+            said = None
+        assert said is None, (method, headers, said)

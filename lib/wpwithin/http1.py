@@ -130,6 +130,15 @@ def _index(table, buf, pos, n, fold):
     return -1
 
 
+def is_token(data, start, end):
+    """data[start:end] is an HTTP token: one or more tchar (RFC 9110), as a method or header name is."""
+    for i in range(start, end):
+        c = data[i]
+        if not (97 <= c <= 122 or 65 <= c <= 90 or 48 <= c <= 57 or (c > _SP and c in _TCHAR_EXTRA)):
+            return False
+    return end > start
+
+
 def has_token(value, token):
     """A comma-separated header value holds `token` (case-insensitive)."""
     for part in value.split(","):
@@ -351,10 +360,8 @@ class RequestParser:
         if k >= 0:
             method = _METHODS[k]  # interned: no allocation for these
         else:
-            for i in range(start, sp1):
-                c = buf[i]
-                if not (97 <= c <= 122 or 65 <= c <= 90 or 48 <= c <= 57 or (c > _SP and c in _TCHAR_EXTRA)):
-                    self._fail(400, 18)  # method is not a token
+            if not is_token(buf, start, sp1):
+                self._fail(400, 18)  # method is not a token
             method = str(buf[start:sp1], "ascii")
         self.method = method
         if buf[sp1 + 1] != 47:  # "/"

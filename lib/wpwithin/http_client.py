@@ -50,11 +50,13 @@ def _ok(text, token):
     """`text` is an HTTP token (`token`), or printable ASCII and tabs (not `token`).
 
     Reads bytes: iterating a str makes each character it holds a name MicroPython never frees."""
-    for o in text.encode():
-        if o > 126 or (o < 32 and o != 9) or (token and not (
-                97 <= o <= 122 or 65 <= o <= 90 or 48 <= o <= 57 or o in b"!#$%&'*+-.^_`|~")):
+    data = text.encode()
+    if token:
+        return http1.is_token(data, 0, len(data))
+    for o in data:
+        if o > 126 or (o < 32 and o != 9):
             return False
-    return bool(text) or not token
+    return True
 
 
 class ResponseParser(http1.RequestParser):

@@ -14,7 +14,6 @@ imports it: main.py does not, which keeps its 3.6 KB of heap (64-bit unix
 port, .mpy) free on a running board.
 """
 import gc
-import sys
 
 from wpwithin import app
 from wpwithin.ledger import QUOTED

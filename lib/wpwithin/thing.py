@@ -6,8 +6,7 @@ board (clock, random bytes, unique id, addresses, pins). The same code runs
 from main.py on a board and from tools/thing on a host. What a person
 debugging at the REPL needs is in repl.thing_status() (loaded only by a
 person: its names would cost every running board heap), never a secret;
-so is heap_report.HeapReport, over UDP, when network.debugHeap
-turns it on.
+so is heap_report.HeapReport, over UDP, when network.debugHeap turns it on.
 """
 import asyncio
 
